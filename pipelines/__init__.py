@@ -1,0 +1,7 @@
+"""lmpipe's core: every stage's real logic, with no Prefect import (tests/pipelines/test_layering.py checks).
+
+Each stage module exposes one shard-level entry, ``run_<stage>(inputs, output, cfg, *, limit=None) -> StageStats``.
+"""
+
+# Bumped whenever a change alters any stage's output for the same input and config; part of every cache key.
+CODE_VERSION = "0.1.0"

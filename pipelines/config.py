@@ -1,0 +1,253 @@
+"""Typed, documented configuration: one frozen pydantic model per stage, defaults = the FineWeb recipe.
+
+Flows take these models as parameters, so the Prefect UI renders each as a documented, validated form.
+``lmpipe task <stage> --config STAGE.yaml --set key=value`` builds the same models (see ``load_config``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SampleConfig(_Config):
+    """The built-in, deterministic sample crawl (planted duplicates, PII, low-quality pages, languages)."""
+
+    pages: int = Field(520, ge=50, le=100_000, description="HTML pages across all sample WARC files.")
+    files: int = Field(4, ge=1, le=64, description="Number of WARC files (= shards) the pages are spread over.")
+    seed: int = Field(1234, description="Random seed; the same seed gives byte-identical WARC files.")
+
+
+class ExtractConfig(_Config):
+    """WARC → main text with trafilatura (FineWeb settings: favour precision, no comments)."""
+
+    crawl_id: str = Field("sample", description="Crawl id written to every row (e.g. CC-MAIN-2024-10).")
+    favor_precision: bool = Field(True, description="trafilatura favor_precision (FineWeb: true).")
+    include_comments: bool = Field(False, description="Keep user comments below articles (FineWeb: false).")
+    include_tables: bool = Field(True, description="Keep text from HTML tables.")
+    deduplicate: bool = Field(True, description="trafilatura's in-document duplicate-segment removal.")
+    max_page_bytes: int = Field(
+        2_000_000, ge=1_000, description="HTTP payloads above this size are skipped (counted as page_too_large)."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="Hard limit per page; a page that takes longer is killed and counted (timeout)."
+    )
+    min_text_chars: int = Field(1, ge=0, description="Documents with less extracted text are counted as empty.")
+
+
+class LanguageConfig(_Config):
+    """fastText lid.176 language identification."""
+
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="ISO 639-1 codes to keep; ['all'] keeps every language (scores are still written).",
+    )
+    threshold: float = Field(0.65, ge=0.0, le=1.0, description="Minimum confidence of the kept language.")
+    model_path: str | None = Field(
+        None, description="Path to a fastText model (lid.176.bin, GlotLID). Default: the lid.176.ftz shipped offline."
+    )
+
+
+class GopherRepetitionConfig(_Config):
+    """datatrove GopherRepetitionFilter, pinned to the FineWeb values."""
+
+    enabled: bool = True
+    dup_line_frac: float = Field(0.3, ge=0, le=1, description="Max fraction of duplicated lines.")
+    dup_para_frac: float = Field(0.3, ge=0, le=1, description="Max fraction of duplicated paragraphs.")
+    dup_line_char_frac: float = Field(0.2, ge=0, le=1, description="Max fraction of chars in duplicated lines.")
+    dup_para_char_frac: float = Field(0.2, ge=0, le=1, description="Max fraction of chars in duplicated paragraphs.")
+    top_n_grams: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(2, 0.2), (3, 0.18), (4, 0.16)],
+        description="(n, max fraction of chars covered by the most frequent n-gram).",
+    )
+    dup_n_grams: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        description="(n, max fraction of chars covered by duplicated n-grams).",
+    )
+
+
+class GopherQualityConfig(_Config):
+    """datatrove GopherQualityFilter, pinned to the FineWeb values."""
+
+    enabled: bool = True
+    min_doc_words: int = Field(50, ge=0, description="Minimum number of words.")
+    max_doc_words: int = Field(100_000, ge=1, description="Maximum number of words.")
+    min_avg_word_length: float = Field(3, ge=0, description="Minimum mean word length.")
+    max_avg_word_length: float = Field(10, ge=0, description="Maximum mean word length.")
+    max_symbol_word_ratio: float = Field(0.1, ge=0, description="Max ratio of '#' and '...' to words.")
+    max_bullet_lines_ratio: float = Field(0.9, ge=0, le=1, description="Max fraction of lines starting with a bullet.")
+    max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1, description="Max fraction of lines ending in '...'.")
+    max_non_alpha_words_ratio: float = Field(
+        0.8, ge=0, le=1, description="Min fraction of words with an alphabetic char (datatrove's naming)."
+    )
+    min_stop_words: int = Field(2, ge=0, description="Min count of English stop words (the, be, to, of, ...).")
+
+
+class C4QualityConfig(_Config):
+    """datatrove C4QualityFilter as FineWeb runs it (no terminal-punctuation rule)."""
+
+    enabled: bool = True
+    split_paragraph: bool = Field(True, description="Apply line rules to newline-separated lines.")
+    remove_citations: bool = Field(True, description="Remove wikipedia-style [1] citations.")
+    filter_no_terminal_punct: bool = Field(False, description="Drop lines without terminal punctuation (FineWeb: off).")
+    min_num_sentences: int = Field(5, ge=0, description="Drop documents with fewer sentences.")
+    min_words_per_line: int = Field(3, ge=0, description="Drop lines with fewer words.")
+    max_word_length: int = Field(1000, ge=1, description="Drop lines with a longer word.")
+    filter_lorem_ipsum: bool = Field(True, description="Drop documents containing 'lorem ipsum'.")
+    filter_javascript: bool = Field(True, description="Drop lines mentioning javascript.")
+    filter_curly_bracket: bool = Field(True, description="Drop documents with '{'.")
+    filter_policy: bool = Field(True, description="Drop lines with cookie/terms-of-use boilerplate.")
+
+
+class FineWebQualityConfig(_Config):
+    """datatrove FineWebQualityFilter, pinned to the FineWeb values."""
+
+    enabled: bool = True
+    line_punct_thr: float = Field(0.12, ge=0, le=1, description="Min fraction of lines ending in punctuation.")
+    line_punct_exclude_zero: bool = Field(False, description="Do not drop documents with no punctuated line.")
+    short_line_thr: float = Field(0.67, ge=0, le=1, description="Max fraction of short lines.")
+    short_line_length: int = Field(30, ge=1, description="A line shorter than this (chars) is short.")
+    char_duplicates_ratio: float = Field(0.01, ge=0, le=1, description="Max fraction of chars in duplicated lines.")
+    new_line_ratio: float = Field(0.3, ge=0, le=1, description="Max ratio of newlines to words.")
+
+
+class FilterConfig(_Config):
+    """Language + quality filtering (FineWeb order: language, Gopher repetition, Gopher quality, C4, FineWeb)."""
+
+    language: LanguageConfig = Field(default_factory=LanguageConfig, description="Language identification.")
+    gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig, description="")
+    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig, description="")
+    c4: C4QualityConfig = Field(default_factory=C4QualityConfig, description="")
+    fineweb: FineWebQualityConfig = Field(default_factory=FineWebQualityConfig, description="")
+    annotate_only: bool = Field(False, description="Write every row with scores and drop_reason; drop nothing.")
+
+
+class DedupConfig(_Config):
+    """MinHash near-duplicate removal (FineWeb: 5-grams, 14 bands x 8 rows = 112 permutations)."""
+
+    ngram: int = Field(5, ge=1, le=32, description="Word n-gram size of the shingles.")
+    num_bands: int = Field(14, ge=1, description="LSH bands.")
+    rows_per_band: int = Field(8, ge=1, description="Rows (hash values) per band.")
+    seed: int = Field(1, description="Permutation seed (same seed = same signatures as datasketch.MinHash).")
+    jaccard_check: bool = Field(
+        False, description="Verify candidate pairs with exact shingle Jaccard before joining clusters."
+    )
+    jaccard_threshold: float = Field(0.7, ge=0, le=1, description="Minimum exact Jaccard when jaccard_check is on.")
+    annotate_only: bool = Field(False, description="Keep duplicates; write minhash_cluster and is_duplicate only.")
+
+    @property
+    def num_perm(self) -> int:
+        return self.num_bands * self.rows_per_band
+
+
+PIIEntity = Literal[
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "CRYPTO", "URL", "MAC_ADDRESS"
+]
+
+
+class PIIConfig(_Config):
+    """PII scrubbing with presidio-analyzer's pattern recognizers (no NLP model needed)."""
+
+    entities: list[PIIEntity] = Field(
+        default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN"],
+        description="presidio entity types to find and replace.",
+    )
+    min_score: float = Field(0.4, ge=0, le=1, description="Minimum presidio score for a span to count.")
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "CA", "AU", "BR", "CH"],
+        description="Regions phonenumbers tries for numbers without a '+' prefix.",
+    )
+    public_ips_only: bool = Field(
+        True, description="FineWeb policy: private, loopback, link-local and documentation IPs are not PII."
+    )
+    annotate_only: bool = Field(False, description="Do not replace; write pii_spans and pii_counts only.")
+
+
+class TokenizeConfig(_Config):
+    """Byte-level BPE training (tokenizers) and llm.c-format token shards."""
+
+    vocab_size: int = Field(32_768, ge=260, le=1 << 20, description="Target vocabulary size (incl. specials).")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a merge.")
+    train_bytes: int = Field(
+        1_000_000_000, ge=1, description="Byte budget of text sampled (by document hash) to train the tokenizer."
+    )
+    val_fraction: float = Field(0.05, gt=0, lt=1, description="Fraction of documents (by id hash) in the val split.")
+    shard_tokens: int = Field(100_000_000, ge=1024, description="Tokens per .bin shard.")
+    eot_token: str = Field("<|endoftext|>", description="Document separator (first special token).")
+    seed: int = Field(0, description="Seed for the train/val hash and sampling.")
+
+
+class TrainConfig(_Config):
+    """GPT pre-training with Lightning (nanoGPT-style model)."""
+
+    preset: Literal["tiny", "gpt2-124m"] = Field("tiny", description="Model size preset.")
+    block_size: int | None = Field(None, ge=8, description="Context length; default from the preset.")
+    batch_size: int = Field(16, ge=1, description="Sequences per device per micro-step.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a fraction of the peak (cosine).")
+    warmup_steps: int = Field(30, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on 2-D weights.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip (0 = off).")
+    val_every: int = Field(50, ge=1, description="Validate every N steps.")
+    val_batches: int = Field(20, ge=1, description="Batches per validation.")
+    precision: str = Field("auto", description="'auto' = bf16-mixed on GPU, 32 on CPU; or any Lightning value.")
+    devices: int | str = Field("auto", description="Devices per node.")
+    num_nodes: int = Field(1, ge=1, description="Nodes.")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="Distributed strategy.")
+    compile: bool = Field(False, description="torch.compile the model.")
+    seed: int = Field(1337, description="Seed for init and data order.")
+    peak_flops: float | None = Field(None, gt=0, description="Device peak FLOP/s for MFU; default by device type.")
+    sample_prompt: str = Field("The", description="Prompt of the text sample generated after training.")
+    sample_tokens: int = Field(60, ge=1, description="Tokens generated for the sample.")
+
+
+class PipelineConfig(_Config):
+    """Everything an end-to-end run needs."""
+
+    data_root: str = Field("data", description="Root of all stage outputs (local path or fsspec URL).")
+    inputs: list[str] = Field(
+        default_factory=list, description="WARC paths/globs/URLs; empty = the built-in sample (generated on demand)."
+    )
+    sample: SampleConfig = Field(default_factory=SampleConfig, description="Built-in sample settings.")
+    extract: ExtractConfig = Field(default_factory=ExtractConfig, description="")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="")
+    pii: PIIConfig = Field(default_factory=PIIConfig, description="")
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig, description="")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="")
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def load_config(model: type[_Config], path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Build a config from an optional YAML file plus ``dotted.key=value`` overrides (values parsed as YAML).
+
+    Unknown or invalid fields raise pydantic's ValidationError naming the field.
+    """
+    data: dict[str, Any] = {}
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of {model.__name__} fields")
+        data.update(loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects dotted.key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return model.model_validate(data)

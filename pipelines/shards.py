@@ -1,0 +1,194 @@
+"""Parquet shards: schema helpers, fsspec reads, atomic writes, manifests and fingerprints.
+
+Layout (DESIGN.md): ``{data_root}/{crawl_id}/{stage}/{shard_id}.parquet`` plus ``{stage}/_manifest.json`` and
+``{stage}/_stats/{shard_id}.json``. The manifest, not Prefect's cache, is the source of truth for "done".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+from pydantic import BaseModel
+
+from pipelines import CODE_VERSION
+
+# The document columns every extract shard carries (later stages add theirs).
+DOC_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("url", pa.string()),
+        ("crawl_id", pa.string()),
+        ("warc_path", pa.string()),
+        ("warc_offset", pa.int64()),
+        ("fetch_time", pa.timestamp("s", tz="UTC")),
+        ("title", pa.string()),
+        ("charset", pa.string()),
+        ("content_length", pa.int64()),
+        ("text", pa.string()),
+    ]
+)
+
+
+class ShardSchemaError(ValueError):
+    """A Parquet input lacks a required column or has the wrong type for it."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+def shard_id(path: str | Path) -> str:
+    """The shard id of a file: its name without the data suffixes (``a.warc.gz`` -> ``a``)."""
+    name = Path(str(path)).name
+    for suffix in (".gz", ".warc", ".parquet", ".arc", ".txt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
+    """Stable short hash of a config (its JSON with sorted keys)."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with fsspec.open(str(path), "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(path: str | Path) -> str:
+    """Cheap identity of an input file: size + mtime locally, ETag (or size + mtime) remotely.
+
+    Never reads the file, so fingerprinting a thousand 1 GB WARCs costs a thousand stat calls.
+    """
+    path = str(path)
+    fs, p = fsspec.core.url_to_fs(path)
+    info = fs.info(p)
+    if "ETag" in info or "etag" in info:
+        return f"etag:{info.get('ETag') or info.get('etag')}"
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    if isinstance(mtime, float):
+        mtime = f"{os.stat(p).st_mtime_ns}" if fs.protocol in ("file", ("file", "local")) else mtime
+    return f"size:{info.get('size')}:mtime:{mtime}"
+
+
+def read_table(path: str | Path, columns: list[str] | None = None, required: tuple[str, ...] = ("id", "text")) -> pa.Table:
+    """Read a Parquet shard (local or remote) and check it has the required string columns."""
+    path = str(path)
+    try:
+        with fsspec.open(path, "rb") as f:
+            table = pq.read_table(f, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ShardSchemaError(path, f"not a readable Parquet file ({e})") from e
+    for col in required:
+        if col not in table.column_names:
+            raise ShardSchemaError(path, f"missing required column '{col}' (has {table.column_names})")
+        if not pa.types.is_string(table.schema.field(col).type) and not pa.types.is_large_string(
+            table.schema.field(col).type
+        ):
+            raise ShardSchemaError(path, f"column '{col}' must be string, is {table.schema.field(col).type}")
+    return table
+
+
+def read_tables(paths: list[str | Path], required: tuple[str, ...] = ("id", "text")) -> pa.Table:
+    """Concatenate several shards (schemas unified; missing columns become null)."""
+    tables = [read_table(p, required=required) for p in paths]
+    if not tables:
+        raise ValueError("no input shards given")
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def iter_batches(path: str | Path, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
+    with fsspec.open(str(path), "rb") as f:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+
+
+def write_table(table: pa.Table, path: str | Path) -> dict[str, Any]:
+    """Write a shard atomically (tmp file + rename, zstd) and return its manifest facts."""
+    path = str(path)
+    fs, p = fsspec.core.url_to_fs(path)
+    fs.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+    tmp = f"{p}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=8192)
+    fs.mv(tmp, p)
+    return {"rows": table.num_rows, "bytes": fs.size(p), "sha256": sha256_file(path)}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Manifest:
+    """``{stage_dir}/_manifest.json``: per output file its rows, bytes, sha256, config hash, code version, inputs.
+
+    Updates take a file lock so that shard tasks running in parallel processes never lose each other's entries.
+    """
+
+    def __init__(self, stage_dir: str | Path):
+        self.dir = Path(stage_dir)
+        self.path = self.dir / "_manifest.json"
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def record(self, output: str | Path, facts: dict[str, Any], cfg_hash: str, inputs: list[str | Path]) -> None:
+        entry = {
+            **facts,
+            "config_hash": cfg_hash,
+            "code_version": CODE_VERSION,
+            "inputs": {str(p): fingerprint(p) for p in inputs},
+            "mtime_ns": os.stat(output).st_mtime_ns,
+        }
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            data = self.load()
+            data[Path(output).name] = entry
+            atomic_write_bytes(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
+
+    def valid(self, output: str | Path) -> bool:
+        """True when ``output`` exists and matches its manifest entry (same size+mtime, else same sha256)."""
+        output = Path(output)
+        entry = self.load().get(output.name)
+        if entry is None or not output.exists():
+            return False
+        st = output.stat()
+        if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
+            return True
+        return sha256_file(output) == entry.get("sha256")
+
+
+def write_shard(table: pa.Table, output: str | Path, stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> Any:
+    """The one way a stage publishes a shard: atomic Parquet write, manifest entry, ``_stats/{shard}.json``.
+
+    ``stats`` is the stage's StageStats; its counts must reconcile before anything is recorded.
+    """
+    stats.check()
+    facts = write_table(table, output)
+    stats.bytes_out = facts["bytes"]
+    stage_dir = Path(output).parent
+    Manifest(stage_dir).record(output, facts, config_hash(cfg), inputs)
+    stats.save(stage_dir / "_stats" / f"{shard_id(output)}.json")
+    return stats
