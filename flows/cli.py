@@ -1,0 +1,206 @@
+"""The ``lmpipe`` command line.
+
+    lmpipe run                                   # whole pipeline on the built-in sample → model + report
+    lmpipe sample --output DIR                   # write the sample WARC files and their ground truth
+    lmpipe task extract --input X.warc.gz --output OUT.parquet [--direct]
+    lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
+    lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
+    lmpipe task tokenize --input A.parquet … --output OUT_DIR [--vocab-size N]
+    lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
+    lmpipe generate --run RUN_DIR --prompt "…"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import flows  # noqa: F401  (sets PREFECT_LOGGING_EXTRA_LOGGERS before prefect loads)
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines import config as C
+from pipelines.stats import StageStats, funnel_rows
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmpipe: Common Crawl WARC → trained GPT.")
+console = Console()
+
+STAGE_CONFIGS = {
+    "extract": C.ExtractConfig, "filter": C.FilterConfig, "dedup": C.DedupConfig, "pii": C.PIIConfig,
+    "tokenize": C.TokenizeConfig, "train": C.TrainConfig,
+}
+
+
+class Stage(str, Enum):
+    extract = "extract"
+    filter = "filter"
+    dedup = "dedup"
+    pii = "pii"
+    tokenize = "tokenize"
+    train = "train"
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("trafilatura", "htmldate", "courlan", "presidio-analyzer", "lightning", "datatrove"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from loguru import logger as loguru_logger  # datatrove logs through loguru
+
+        loguru_logger.remove()
+        loguru_logger.add(sys.stderr, level="WARNING")
+    except ImportError:
+        pass
+
+
+def print_funnel(stats: list[StageStats]) -> None:
+    table = Table(title="Funnel (documents)")
+    for col in ("stage", "docs_in", "kept", "dropped", "reason", "tokens"):
+        table.add_column(col, justify="left" if col in ("stage", "reason") else "right")
+    for row in funnel_rows(stats):
+        table.add_row(*(str(row[k]) for k in ("stage", "docs_in", "kept", "dropped", "reason", "tokens")))
+    console.print(table)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def run(
+    data_root: Annotated[str, typer.Option(help="Where all stage outputs go.")] = "data",
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="WARC files/globs/URLs (default: sample).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with PipelineConfig fields.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+) -> None:
+    """Run the whole pipeline (default: on the built-in sample) and print the funnel, losses and a sample."""
+    _quiet_libraries()
+    overrides = [f"data_root={data_root}"]
+    if not inputs:
+        # The sample is ~0.5 M tokens: a small vocabulary and a larger val share suit it.
+        overrides += ["tokenize.vocab_size=4096", "tokenize.val_fraction=0.1"]
+    else:
+        overrides.append(f"inputs={json.dumps(inputs)}")
+    try:
+        cfg = C.load_config(C.PipelineConfig, config, overrides + (set_ or []))
+    except Exception as e:
+        _fail(str(e))
+    from flows.end_to_end import end_to_end
+
+    t0 = time.monotonic()
+    result = end_to_end(cfg)
+    stats = [StageStats.model_validate(s) for s in result["stats"]]
+    train = StageStats.model_validate(result["train"])
+    print_funnel(stats)
+    x = train.extra
+    console.print(
+        f"train loss {x.get('final_train_loss'):.4f} · val loss {x.get('final_val_loss'):.4f} · "
+        f"unigram-entropy baseline {x.get('unigram_entropy'):.4f} (nats/token)"
+    )
+    console.print(f"[bold]sample:[/bold] {x.get('sample', '')}", highlight=False)
+    console.print(f"report: {result['report']} · {time.monotonic() - t0:.1f} s")
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Option(help="Directory for the WARC files and sample_truth.json.")] = Path(
+        "data/sample-warc"),
+    pages: Annotated[int, typer.Option(help="HTML pages in total.")] = C.SampleConfig().pages,
+    files: Annotated[int, typer.Option(help="WARC files.")] = C.SampleConfig().files,
+    seed: Annotated[int, typer.Option(help="Seed.")] = C.SampleConfig().seed,
+) -> None:
+    """Write the deterministic sample crawl with its ground truth."""
+    from pipelines.sample import generate_sample
+
+    paths = generate_sample(output, C.SampleConfig(pages=pages, files=files, seed=seed))
+    for p in paths:
+        console.print(str(p))
+
+
+@app.command()
+def task(
+    stage: Annotated[Stage, typer.Argument(help="Stage to run on one shard.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="Input file(s) (repeatable, or several).")] = None,
+    output: Annotated[str | None, typer.Option(help="Output file (or directory for dedup/tokenize/train).")] = None,
+    data: Annotated[str | None, typer.Option(help="train: the token-shard directory.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file with the stage's config fields.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+    annotate_only: Annotated[bool, typer.Option("--annotate-only", help="filter/dedup/pii: drop nothing.")] = False,
+    vocab_size: Annotated[int | None, typer.Option(help="tokenize: vocabulary size.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="train: optimizer steps.")] = None,
+    preset: Annotated[str | None, typer.Option(help="train: tiny | gpt2-124m.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Process at most this many documents.")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="Call the pipelines function, no Prefect.")] = False,
+) -> None:
+    """Run one stage on one shard: through its Prefect task (cached, retried) or --direct."""
+    _quiet_libraries()
+    name = stage.value
+    overrides = list(set_ or [])
+    if annotate_only:
+        overrides.append("annotate_only=true")
+    if vocab_size is not None:
+        overrides.append(f"vocab_size={vocab_size}")
+    if max_steps is not None:
+        overrides.append(f"max_steps={max_steps}")
+    if preset is not None:
+        overrides.append(f"preset={preset}")
+    srcs = [data] if name == "train" and data else list(inputs or [])
+    if not srcs or not output:
+        _fail(f"task {name} needs {'--data' if name == 'train' else '--input'} and --output")
+    if annotate_only and name not in ("filter", "dedup", "pii"):
+        _fail(f"--annotate-only applies to filter, dedup and pii, not {name}")
+    try:
+        cfg = C.load_config(STAGE_CONFIGS[name], config, overrides)
+    except Exception as e:
+        _fail(f"{config or '--set'}: {e}")
+    for src in srcs:
+        if "://" not in src and not Path(src).exists():
+            _fail(f"{src}: no such file or directory")
+    from pipelines.shards import ShardSchemaError
+    from pipelines.tokenizer import TokenShardError
+    from pipelines.warc import CorruptWarcError
+
+    try:
+        if direct:
+            from pipelines import stage_function
+
+            stats = stage_function(name)(srcs[0] if name == "train" else srcs, output, cfg, limit=limit)
+        else:
+            from tasks.stages import stage_task
+
+            stats = stage_task(name, srcs, output)(srcs, output, cfg, limit)
+    except (CorruptWarcError, ShardSchemaError, TokenShardError, FileNotFoundError) as e:
+        _fail(str(e))
+    print_funnel([stats])
+    console.print_json(stats.model_dump_json())
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[str, typer.Option("--run", help="Run directory of a finished training.")],
+    prompt: Annotated[str, typer.Option(help="Prompt text.")] = "The",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 60,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 50,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Generate text from a trained run."""
+    from pipelines.train import generate_text
+
+    console.print(generate_text(run_dir, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_k=top_k or None, seed=seed), highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Where each stage writes, per DESIGN.md: ``{data_root}/{crawl_id}/{stage}/{shard_id}.parquet``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.shards import shard_id
+
+
+def stage_dir(data_root: str, crawl_id: str, stage: str) -> Path:
+    return Path(data_root) / crawl_id / stage
+
+
+def shard_output(data_root: str, crawl_id: str, stage: str, source: str) -> str:
+    return str(stage_dir(data_root, crawl_id, stage) / f"{shard_id(source)}.parquet")
+
+
+def tokens_dir(data_root: str, crawl_id: str) -> str:
+    return str(stage_dir(data_root, crawl_id, "tokens"))
+
+
+def run_dir(data_root: str, crawl_id: str, preset: str) -> str:
+    return str(Path(data_root) / "runs" / f"{crawl_id}-{preset}")

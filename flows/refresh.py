@@ -1,0 +1,88 @@
+"""Data-refresh flow: WARC files → extract → filter → dedup → pii → tokenize, one task per shard per stage.
+
+    lmpipe run                       # the whole pipeline on the built-in sample (this flow + training)
+    python -m flows.refresh          # this flow alone on the built-in sample
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.paths import shard_output, stage_dir, tokens_dir
+from pipelines.config import PipelineConfig
+from pipelines.sample import generate_sample
+from pipelines.stats import StageStats, funnel_markdown, merge
+from pipelines.warc import expand_inputs
+from tasks.stages import submit_stage
+
+STAGES = ("extract", "filter", "dedup", "pii", "tokenize")
+
+
+def resolve_inputs(config: PipelineConfig) -> list[str]:
+    """The WARC files of this run: the configured paths/globs/URLs, or the built-in sample (made on demand)."""
+    if config.inputs:
+        files = expand_inputs(config.inputs)
+        if not files:
+            raise FileNotFoundError(f"no WARC file matches {config.inputs}")
+        return files
+    sample_dir = os.path.join(config.data_root, "sample-warc")
+    return [str(p) for p in generate_sample(sample_dir, config.sample)]
+
+
+def _results(futures: list[PrefectFuture], progress_id: object, done: list[int], total: int) -> list[StageStats]:
+    out = []
+    for fut in futures:
+        out.append(fut.result())
+        done[0] += 1
+        update_progress_artifact(progress_id, progress=100.0 * done[0] / total)
+    return out
+
+
+@flow(name="data-refresh", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
+def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:  # noqa: B008
+    """Process every WARC file of the run through the data stages; return one merged StageStats per stage."""
+    log = get_run_logger()
+    warcs = resolve_inputs(config)
+    root, crawl = config.data_root, config.extract.crawl_id
+    log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
+    total = 3 * len(warcs) + 2
+    progress = create_progress_artifact(progress=0.0, description="data-refresh: shard tasks completed")
+    done = [0]
+
+    extracted = [shard_output(root, crawl, "extract", w) for w in warcs]
+    f_extract = [submit_stage("extract", [w], out, config.extract) for w, out in zip(warcs, extracted, strict=True)]
+    filtered = [shard_output(root, crawl, "filter", w) for w in warcs]
+    f_filter = [
+        submit_stage("filter", [src], out, config.filter, wait_for=[f])
+        for src, out, f in zip(extracted, filtered, f_extract, strict=True)
+    ]
+    dedup_dir = str(stage_dir(root, crawl, "dedup"))
+    f_dedup = submit_stage("dedup", filtered, dedup_dir, config.dedup, wait_for=f_filter)
+    deduped = [shard_output(root, crawl, "dedup", w) for w in warcs]
+    scrubbed = [shard_output(root, crawl, "pii", w) for w in warcs]
+    f_pii = [submit_stage("pii", [src], out, config.pii, wait_for=[f_dedup]) for src, out in zip(deduped, scrubbed,
+                                                                                                  strict=True)]
+    f_tok = submit_stage("tokenize", scrubbed, tokens_dir(root, crawl), config.tokenize, wait_for=f_pii)
+    wait([*f_extract, *f_filter, f_dedup, *f_pii, f_tok])
+
+    stats = [
+        merge(_results(f_extract, progress, done, total), "extract"),
+        merge(_results(f_filter, progress, done, total), "filter"),
+        _results([f_dedup], progress, done, total)[0],
+        merge(_results(f_pii, progress, done, total), "pii"),
+        _results([f_tok], progress, done, total)[0],
+    ]
+    create_markdown_artifact(
+        key="funnel", markdown="# Data funnel\n\n" + funnel_markdown(stats), description="Documents per stage"
+    )
+    return stats
+
+
+if __name__ == "__main__":
+    for s in data_refresh():
+        print(s.model_dump_json())

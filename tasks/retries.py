@@ -1,0 +1,52 @@
+"""Retry policy shared by all stage tasks: transient faults retry with exponential backoff + jitter,
+deterministic ones (bad config, corrupt input) fail at once.
+
+Fault injection for tests: ``LMPIPE_FAIL_FIRST_ATTEMPT=extract,filter`` makes those tasks raise a transient
+error on their first attempt (retries then have to recover with identical outputs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect.tasks import exponential_backoff
+from pydantic import ValidationError
+
+from pipelines.shards import ShardSchemaError
+from pipelines.tokenizer import TokenShardError
+from pipelines.warc import CorruptWarcError
+
+DETERMINISTIC = (CorruptWarcError, ShardSchemaError, TokenShardError, ValidationError, FileNotFoundError,
+                 ValueError, TypeError, KeyError)
+TRANSIENT = (ConnectionError, TimeoutError, OSError)
+
+
+class InjectedFault(ConnectionError):
+    """A transient fault raised on purpose (LMPIPE_FAIL_FIRST_ATTEMPT)."""
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """retry_condition_fn: retry only errors that may go away by themselves."""
+    try:
+        state.result()
+    except DETERMINISTIC:
+        return False
+    except TRANSIENT:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def maybe_inject_fault(stage: str, attempt: int) -> None:
+    if attempt == 0 and stage in os.environ.get("LMPIPE_FAIL_FIRST_ATTEMPT", "").split(","):
+        raise InjectedFault(f"injected transient fault in {stage} (attempt {attempt})")
+
+
+RETRY_OPTIONS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": is_transient,
+}

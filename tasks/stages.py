@@ -1,0 +1,54 @@
+"""One Prefect task per stage, each a thin wrapper of ``pipelines.<stage>.run_<stage>``.
+
+    lmpipe task <stage> …            # through the task (cache, retries, logs in the UI when a server is set)
+    lmpipe task <stage> … --direct   # straight through the pipelines function, no Prefect
+
+Each task takes ``(inputs, output, cfg, limit)``, returns the stage's StageStats, is cached by STAGE_CACHE and
+retried on transient faults. ``submit_stage`` checks the outputs against their manifest before trusting a hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Task, task
+from prefect.futures import PrefectFuture
+from prefect.runtime import task_run
+
+from pipelines import STAGES, stage_function
+from pipelines.stats import StageStats
+from tasks.caching import STAGE_CACHE, outputs_valid
+from tasks.retries import RETRY_OPTIONS, maybe_inject_fault
+
+
+
+def _make_task(stage: str, fn: Callable[..., StageStats]) -> Task:
+    def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
+        maybe_inject_fault(stage, task_run.run_count - 1)
+        return fn(inputs if stage != "train" else inputs[0], output, cfg, limit=limit)
+
+    run.__name__ = f"{stage}_task"
+    run.__doc__ = f"Prefect task around pipelines' run_{stage}."
+    return task(
+        run,
+        name=stage,
+        task_run_name=f"{stage}-{{output}}",
+        cache_policy=STAGE_CACHE,
+        persist_result=True,
+        tags=["lmpipe", stage],
+        **RETRY_OPTIONS,
+    )
+
+
+STAGE_TASKS: dict[str, Task] = {stage: _make_task(stage, stage_function(stage)) for stage in STAGES}
+
+
+def stage_task(stage: str, inputs: list[str], output: str) -> Task:
+    """The stage's task, set to recompute when its outputs are missing or differ from the manifest."""
+    return STAGE_TASKS[stage].with_options(refresh_cache=not outputs_valid(stage, inputs, output))
+
+
+def submit_stage(stage: str, inputs: list[str], output: str, cfg: Any, *, limit: int | None = None,
+                 wait_for: list[PrefectFuture] | None = None) -> PrefectFuture:
+    return stage_task(stage, inputs, output).submit(inputs, output, cfg, limit, wait_for=wait_for)
