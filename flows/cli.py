@@ -1,13 +1,14 @@
 """The ``lmpipe`` command line.
 
-    lmpipe run                                   # whole pipeline on the built-in sample → model + report
-    lmpipe sample --output DIR                   # write the sample WARC files and their ground truth
-    lmpipe task extract --input X.warc.gz --output OUT.parquet [--direct]
-    lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
-    lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
-    lmpipe task tokenize --input A.parquet … --output OUT_DIR [--vocab-size N]
-    lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
-    lmpipe generate --run RUN_DIR --prompt "…"
+lmpipe run                                   # whole pipeline on the built-in sample → model + report
+lmpipe sample --output DIR                   # write the sample WARC files and their ground truth
+lmpipe task extract --input X.warc.gz --output OUT.parquet [--direct]
+lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
+lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
+lmpipe task tokenize --input A.parquet … --output OUT_DIR [--vocab-size N]
+lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
+lmpipe generate --run RUN_DIR --prompt "…"
+lmpipe serve                                 # deployments + schedules for the Prefect UI
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import json
 import logging
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import flows  # noqa: F401  (sets PREFECT_LOGGING_EXTRA_LOGGERS before prefect loads)
 import typer
 from rich.console import Console
 from rich.table import Table
 
+import flows  # noqa: F401  (sets PREFECT_LOGGING_EXTRA_LOGGERS before prefect loads)
 from pipelines import config as C
 from pipelines.stats import StageStats, funnel_rows
 
@@ -32,12 +33,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmpipe: Comm
 console = Console()
 
 STAGE_CONFIGS = {
-    "extract": C.ExtractConfig, "filter": C.FilterConfig, "dedup": C.DedupConfig, "pii": C.PIIConfig,
-    "tokenize": C.TokenizeConfig, "train": C.TrainConfig,
+    "extract": C.ExtractConfig,
+    "filter": C.FilterConfig,
+    "dedup": C.DedupConfig,
+    "pii": C.PIIConfig,
+    "tokenize": C.TokenizeConfig,
+    "train": C.TrainConfig,
 }
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     extract = "extract"
     filter = "filter"
     dedup = "dedup"
@@ -76,7 +81,7 @@ def _fail(message: str) -> None:
 @app.command()
 def run(
     data_root: Annotated[str, typer.Option(help="Where all stage outputs go.")] = "data",
-    inputs: Annotated[list[str] | None, typer.Option("--input", help="WARC files/globs/URLs (default: sample).")] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="WARC files/globs/URLs (default: sample)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML with PipelineConfig fields.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
 ) -> None:
@@ -111,7 +116,8 @@ def run(
 @app.command()
 def sample(
     output: Annotated[Path, typer.Option(help="Directory for the WARC files and sample_truth.json.")] = Path(
-        "data/sample-warc"),
+        "data/sample-warc"
+    ),
     pages: Annotated[int, typer.Option(help="HTML pages in total.")] = C.SampleConfig().pages,
     files: Annotated[int, typer.Option(help="WARC files.")] = C.SampleConfig().files,
     seed: Annotated[int, typer.Option(help="Seed.")] = C.SampleConfig().seed,
@@ -194,8 +200,20 @@ def generate(
     """Generate text from a trained run."""
     from pipelines.train import generate_text
 
-    console.print(generate_text(run_dir, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                                top_k=top_k or None, seed=seed), highlight=False)
+    console.print(
+        generate_text(
+            run_dir, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, seed=seed
+        ),
+        highlight=False,
+    )
+
+
+@app.command()
+def serve() -> None:
+    """Serve the deployments (end-to-end, monthly refresh, train) to the Prefect API in PREFECT_API_URL."""
+    from deployments.serve import main as serve_main  # the entry point sits above the layers it serves
+
+    serve_main()
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """End-to-end flow: data refresh on the inputs (default: built-in sample), then training, then a report.
 
-    lmpipe run
+lmpipe run
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def end_to_end(config: PipelineConfig = PipelineConfig()) -> dict:  # noqa: B008
     """Run every stage and return the funnel, training summary and the report's path."""
     stats = data_refresh(config)
     crawl = config.extract.crawl_id
-    train = train_flow(tokens_dir(config.data_root, crawl), run_dir(config.data_root, crawl, config.train.preset),
-                       config.train)
+    train = train_flow(
+        tokens_dir(config.data_root, crawl), run_dir(config.data_root, crawl, config.train.preset), config.train
+    )
     report = render_report(stats, train)
     path = Path(config.data_root) / "report.md"
     path.write_text(report)

@@ -1,7 +1,7 @@
 """Data-refresh flow: WARC files → extract → filter → dedup → pii → tokenize, one task per shard per stage.
 
-    lmpipe run                       # the whole pipeline on the built-in sample (this flow + training)
-    python -m flows.refresh          # this flow alone on the built-in sample
+lmpipe run                       # the whole pipeline on the built-in sample (this flow + training)
+python -m flows.refresh          # this flow alone on the built-in sample
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     f_dedup = submit_stage("dedup", filtered, dedup_dir, config.dedup, wait_for=f_filter)
     deduped = [shard_output(root, crawl, "dedup", w) for w in warcs]
     scrubbed = [shard_output(root, crawl, "pii", w) for w in warcs]
-    f_pii = [submit_stage("pii", [src], out, config.pii, wait_for=[f_dedup]) for src, out in zip(deduped, scrubbed,
-                                                                                                  strict=True)]
+    f_pii = [
+        submit_stage("pii", [src], out, config.pii, wait_for=[f_dedup])
+        for src, out in zip(deduped, scrubbed, strict=True)
+    ]
     f_tok = submit_stage("tokenize", scrubbed, tokens_dir(root, crawl), config.tokenize, wait_for=f_pii)
     wait([*f_extract, *f_filter, f_dedup, *f_pii, f_tok])
 

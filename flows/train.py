@@ -1,6 +1,6 @@
 """Train flow: one training task (a subprocess, as Lightning's DDP re-launches the command line).
 
-    lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
+lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
 """
 
 from __future__ import annotations

@@ -166,16 +166,25 @@ def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | 
         "clusters_with_duplicates": int(len(multi)),
         "largest_clusters": [
             {"size": int(sizes[c]), "members": [ids[i] for i in np.flatnonzero(labels == c)[:5]]}
-            for c in np.argsort(-sizes)[:10] if sizes[c] > 1
+            for c in np.argsort(-sizes)[:10]
+            if sizes[c] > 1
         ],
     }
     (out_dir / "_clusters.json").write_text(json.dumps(report, indent=2))
     total = merge(shard_stats, "dedup")
     total.extra.update(
-        {"candidate_pairs": int(candidates), "clusters_with_duplicates": int(len(multi)),
-         "duplicates": int(sum(is_dup))}
+        {
+            "candidate_pairs": int(candidates),
+            "clusters_with_duplicates": int(len(multi)),
+            "duplicates": int(sum(is_dup)),
+        }
     )
     total.seconds = time.monotonic() - t0
-    log.info("dedup: %d docs, %d candidate pairs, %d clusters with duplicates, %d duplicates",
-             n, candidates, len(multi), sum(is_dup))
+    log.info(
+        "dedup: %d docs, %d candidate pairs, %d clusters with duplicates, %d duplicates",
+        n,
+        candidates,
+        len(multi),
+        sum(is_dup),
+    )
     return total

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import time
 from functools import partial
 
@@ -48,9 +49,12 @@ def decode_html(body: bytes, http_charset: str | None) -> tuple[str, str]:
     return body.decode(cs, errors="replace"), cs
 
 
-def extract_main_text(html: str, favor_precision: bool, include_comments: bool, include_tables: bool,
-                      deduplicate: bool) -> tuple[str | None, str | None]:
+def extract_main_text(
+    html: str, favor_precision: bool, include_comments: bool, include_tables: bool, deduplicate: bool
+) -> tuple[str | None, str | None]:
     """(title, main text) of one page. Runs inside the sandbox process."""
+    # The sandbox is forked from a process whose SIGTERM handler (Prefect's) raises; the worker just exits.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import trafilatura
     from trafilatura.utils import load_html
 
@@ -114,8 +118,9 @@ def run_extract(inputs: list[str], output: str, cfg: ExtractConfig, *, limit: in
                 try:
                     title, text = box.process_document(html, extract_fn)
                 except TimeoutError:
-                    log.warning("%s@%d: extraction timed out (%s s): %s", path, resp.offset, cfg.timeout_seconds,
-                                resp.url)
+                    log.warning(
+                        "%s@%d: extraction timed out (%s s): %s", path, resp.offset, cfg.timeout_seconds, resp.url
+                    )
                     stats.drop("timeout")
                     continue
                 except EOFError:
@@ -130,9 +135,16 @@ def run_extract(inputs: list[str], output: str, cfg: ExtractConfig, *, limit: in
                     continue
                 stats.docs_kept += 1
                 for name, value in (
-                    ("id", resp.record_id), ("url", resp.url), ("crawl_id", cfg.crawl_id), ("warc_path", path),
-                    ("warc_offset", resp.offset), ("fetch_time", resp.fetch_time), ("title", title),
-                    ("charset", charset), ("content_length", len(resp.body)), ("text", text),
+                    ("id", resp.record_id),
+                    ("url", resp.url),
+                    ("crawl_id", cfg.crawl_id),
+                    ("warc_path", path),
+                    ("warc_offset", resp.offset),
+                    ("fetch_time", resp.fetch_time),
+                    ("title", title),
+                    ("charset", charset),
+                    ("content_length", len(resp.body)),
+                    ("text", text),
                 ):
                     rows[name].append(value)
             for kind, n in report.records.items():

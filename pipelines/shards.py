@@ -86,7 +86,9 @@ def fingerprint(path: str | Path) -> str:
     return f"size:{info.get('size')}:mtime:{mtime}"
 
 
-def read_table(path: str | Path, columns: list[str] | None = None, required: tuple[str, ...] = ("id", "text")) -> pa.Table:
+def read_table(
+    path: str | Path, columns: list[str] | None = None, required: tuple[str, ...] = ("id", "text")
+) -> pa.Table:
     """Read a Parquet shard (local or remote) and check it has the required string columns."""
     path = str(path)
     try:

@@ -71,8 +71,16 @@ def funnel_rows(stages: list[StageStats]) -> list[dict[str, object]]:
     """One row per stage and drop reason: the table flows publish and the CLI prints."""
     rows: list[dict[str, object]] = []
     for s in stages:
-        rows.append({"stage": s.stage, "docs_in": s.docs_in, "kept": s.docs_kept,
-                     "dropped": sum(s.dropped.values()), "reason": "", "tokens": s.tokens})
+        rows.append(
+            {
+                "stage": s.stage,
+                "docs_in": s.docs_in,
+                "kept": s.docs_kept,
+                "dropped": sum(s.dropped.values()),
+                "reason": "",
+                "tokens": s.tokens,
+            }
+        )
         for reason, n in sorted(s.dropped.items(), key=lambda kv: -kv[1]):
             rows.append({"stage": "", "docs_in": "", "kept": "", "dropped": n, "reason": reason, "tokens": ""})
     return rows

@@ -183,14 +183,22 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
         "vocab_size": vocab,
         "eot_id": eot,
         "eot_token": cfg.eot_token,
-        "tokens": {s: int(sum(read_token_bin(f).shape[0] for f in files if f.name.startswith(f"{s}_") and
-                                  f.suffix == ".bin")) for s in ("train", "val")},
+        "tokens": {
+            s: int(sum(read_token_bin(f).shape[0] for f in files if f.name.startswith(f"{s}_") and f.suffix == ".bin"))
+            for s in ("train", "val")
+        },
         "config": cfg.model_dump(mode="json"),
         "sources": list(map(str, inputs)),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    stats.extra.update({"vocab_size": vocab, "train_tokens": meta["tokens"]["train"],
-                        "val_tokens": meta["tokens"]["val"], "shards": len([f for f in files if f.suffix == ".bin"])})
+    stats.extra.update(
+        {
+            "vocab_size": vocab,
+            "train_tokens": meta["tokens"]["train"],
+            "val_tokens": meta["tokens"]["val"],
+            "shards": len([f for f in files if f.suffix == ".bin"]),
+        }
+    )
     stats.seconds = time.monotonic() - t0
     stats.save(out / "_stats" / "all.json")
     return stats.check()

@@ -37,8 +37,9 @@ def input_fingerprints(paths: list[str] | str) -> dict[str, str]:
 class StageCachePolicy(CachePolicy):
     """Cache key of a stage task from its arguments ``inputs`` (files or dirs), ``output`` and ``cfg``."""
 
-    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
-                    **kwargs: Any) -> str | None:
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
         cfg = inputs.get("cfg")
         payload = {
             "stage": task_ctx.task.name,

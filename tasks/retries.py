@@ -17,8 +17,16 @@ from pipelines.shards import ShardSchemaError
 from pipelines.tokenizer import TokenShardError
 from pipelines.warc import CorruptWarcError
 
-DETERMINISTIC = (CorruptWarcError, ShardSchemaError, TokenShardError, ValidationError, FileNotFoundError,
-                 ValueError, TypeError, KeyError)
+DETERMINISTIC = (
+    CorruptWarcError,
+    ShardSchemaError,
+    TokenShardError,
+    ValidationError,
+    FileNotFoundError,
+    ValueError,
+    TypeError,
+    KeyError,
+)
 TRANSIENT = (ConnectionError, TimeoutError, OSError)
 
 

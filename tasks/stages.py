@@ -9,7 +9,6 @@ retried on transient faults. ``submit_stage`` checks the outputs against their m
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from prefect import Task, task
@@ -22,11 +21,10 @@ from tasks.caching import STAGE_CACHE, outputs_valid
 from tasks.retries import RETRY_OPTIONS, maybe_inject_fault
 
 
-
-def _make_task(stage: str, fn: Callable[..., StageStats]) -> Task:
+def _make_task(stage: str) -> Task:
     def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
         maybe_inject_fault(stage, task_run.run_count - 1)
-        return fn(inputs if stage != "train" else inputs[0], output, cfg, limit=limit)
+        return stage_function(stage)(inputs if stage != "train" else inputs[0], output, cfg, limit=limit)
 
     run.__name__ = f"{stage}_task"
     run.__doc__ = f"Prefect task around pipelines' run_{stage}."
@@ -36,12 +34,12 @@ def _make_task(stage: str, fn: Callable[..., StageStats]) -> Task:
         task_run_name=f"{stage}-{{output}}",
         cache_policy=STAGE_CACHE,
         persist_result=True,
-        tags=["lmpipe", stage],
+        tags=[f"lmpipe-{stage}"],
         **RETRY_OPTIONS,
     )
 
 
-STAGE_TASKS: dict[str, Task] = {stage: _make_task(stage, stage_function(stage)) for stage in STAGES}
+STAGE_TASKS: dict[str, Task] = {stage: _make_task(stage) for stage in STAGES}
 
 
 def stage_task(stage: str, inputs: list[str], output: str) -> Task:
@@ -49,6 +47,13 @@ def stage_task(stage: str, inputs: list[str], output: str) -> Task:
     return STAGE_TASKS[stage].with_options(refresh_cache=not outputs_valid(stage, inputs, output))
 
 
-def submit_stage(stage: str, inputs: list[str], output: str, cfg: Any, *, limit: int | None = None,
-                 wait_for: list[PrefectFuture] | None = None) -> PrefectFuture:
+def submit_stage(
+    stage: str,
+    inputs: list[str],
+    output: str,
+    cfg: Any,
+    *,
+    limit: int | None = None,
+    wait_for: list[PrefectFuture] | None = None,
+) -> PrefectFuture:
     return stage_task(stage, inputs, output).submit(inputs, output, cfg, limit, wait_for=wait_for)

@@ -60,8 +60,11 @@ def test_near_duplicates_removed_across_shards(real_docs: list[str], tmp_path: P
     kept_a = pq.read_table(out / "a.parquet")
     assert kept_a.column("extra").to_pylist() == list(range(10))  # other columns pass through
 
-    annotated = run_dedup([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], str(tmp_path / "ann"),
-                          DedupConfig(annotate_only=True))
+    annotated = run_dedup(
+        [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")],
+        str(tmp_path / "ann"),
+        DedupConfig(annotate_only=True),
+    )
     assert annotated.docs_kept == 16
     t = pq.read_table(tmp_path / "ann" / "b.parquet")
     assert t.column("is_duplicate").to_pylist() == [True] * 6

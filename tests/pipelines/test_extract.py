@@ -88,8 +88,20 @@ def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.warc.gz"
     bad.write_bytes(b"garbage\n" * 10)
     res = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "task", "extract", "--input", str(bad), "--output",
-         str(tmp_path / "o.parquet"), "--direct"], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "task",
+            "extract",
+            "--input",
+            str(bad),
+            "--output",
+            str(tmp_path / "o.parquet"),
+            "--direct",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode != 0
     assert "bad.warc.gz" in res.stdout + res.stderr

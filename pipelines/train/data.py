@@ -1,0 +1,211 @@
+"""Token shards (llm.c .bin layout) → batches of (x, y) windows for training, resumable to the exact batch.
+
+Used by ``python -m pipelines.train.run --data TOKENS_DIR --output RUN_DIR``. The shards are written and read by
+pipelines.tokenizer (``write_token_bin`` / ``read_token_bin``, which validates magic, version and size); documents
+are separated by the end-of-text token, and windows may span document boundaries (as in nanoGPT).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from pipelines.tokenizer import TokenShardError, read_token_bin
+
+logger = logging.getLogger(__name__)
+
+
+def find_shards(data_dir: str | Path, split: str) -> list[Path]:
+    """``{split}_*.bin`` in data_dir, in index order; raises if there are none."""
+    shards = sorted(Path(data_dir).glob(f"{split}_*.bin"))
+    if not shards:
+        raise TokenShardError(f"{data_dir}: no {split}_*.bin token shards")
+    return shards
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class TokenWindowDataset(IterableDataset):
+    """Yields batches ``(x, y)`` of shape (batch_size, block_size), y = x shifted by one token.
+
+    train: an endless stream of uniformly random windows. Batch ``k`` of rank ``r`` is drawn from an RNG seeded with
+    ``(seed, k * world_size + r)``, so ranks read distinct windows and the stream restarts at any batch without
+    replay (``start_batch``). val: the non-overlapping windows in order, dealt round-robin to ranks (equal counts).
+    Batches, not single windows, are yielded so collation costs nothing (use ``DataLoader(batch_size=None)``).
+    """
+
+    def __init__(
+        self,
+        shards: list[Path],
+        block_size: int,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int = 0,
+        start_batch: int = 0,
+    ) -> None:
+        super().__init__()
+        self.shards = [Path(s) for s in shards]
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.start_batch = start_batch
+        self._tokens = [read_token_bin(s) for s in self.shards]
+        # a window needs block_size + 1 tokens; shards shorter than that contribute nothing
+        if train:
+            counts = [max(0, len(t) - block_size) for t in self._tokens]  # random start positions per shard
+        else:
+            counts = [max(0, (len(t) - 1) // block_size) for t in self._tokens]  # non-overlapping windows per shard
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if self._offsets[-1] == 0:
+            sizes = ", ".join(f"{s.name}={len(t)}" for s, t in zip(self.shards, self._tokens, strict=True))
+            raise TokenShardError(
+                f"{self.shards[0].parent}: no shard holds block_size + 1 = {block_size + 1} tokens ({sizes})"
+            )
+
+    @property
+    def num_windows(self) -> int:
+        """Random start positions (train) or non-overlapping windows (val) across all shards."""
+        return int(self._offsets[-1])
+
+    def _window(self, i: int) -> np.ndarray:
+        shard = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        local = i - int(self._offsets[shard])
+        start = local if self.train else local * self.block_size
+        return self._tokens[shard][start : start + self.block_size + 1]
+
+    def _batch(self, window_ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        buf = np.empty((len(window_ids), self.block_size + 1), dtype=np.int64)
+        for row, i in enumerate(window_ids):
+            buf[row] = self._window(int(i))
+        batch = torch.from_numpy(buf)
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()  # (B, T), (B, T)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world = _rank_and_world()
+        if self.train:
+            k = self.start_batch
+            while True:
+                rng = np.random.default_rng((self.seed % 2**63, k * world + rank))
+                yield self._batch(rng.integers(0, self.num_windows, size=self.batch_size))
+                k += 1
+        else:
+            per_rank = self.num_windows // world
+            if per_rank == 0:
+                raise TokenShardError(
+                    f"{self.shards[0].parent}: {self.num_windows} val windows cannot be split over {world} ranks"
+                )
+            ids = np.arange(rank, per_rank * world, world)
+            for lo in range(0, len(ids), self.batch_size):
+                yield self._batch(ids[lo : lo + self.batch_size])
+
+
+def unigram_entropy(
+    train_shards: list[Path], val_shards: list[Path], vocab_size: int, max_train_tokens: int = 200_000_000
+) -> float:
+    """Cross-entropy (nats/token) of the val tokens under the train unigram distribution with add-one smoothing.
+
+    This is the loss of the best model that ignores context; a trained model must end below it. At most
+    ``max_train_tokens`` train tokens (from the first shards) are counted, which is plenty for a unigram estimate.
+    """
+    chunk = 1 << 24
+    train_counts = np.ones(vocab_size, dtype=np.float64)  # add-one smoothing
+    budget = max_train_tokens
+    for path in train_shards:
+        tokens = read_token_bin(path)
+        for lo in range(0, min(len(tokens), budget), chunk):
+            train_counts += np.bincount(tokens[lo : min(lo + chunk, budget)], minlength=vocab_size)[:vocab_size]
+        budget -= min(len(tokens), budget)
+        if budget <= 0:
+            break
+    val_counts = np.zeros(vocab_size, dtype=np.float64)
+    for path in val_shards:
+        tokens = read_token_bin(path)
+        for lo in range(0, len(tokens), chunk):
+            val_counts += np.bincount(tokens[lo : lo + chunk], minlength=vocab_size)[:vocab_size]
+    log_p = np.log(train_counts / train_counts.sum())
+    return float(-(val_counts * log_p).sum() / val_counts.sum())
+
+
+class TokenDataModule(L.LightningDataModule):
+    """train_*.bin / val_*.bin of one tokenize output directory; its state (batches consumed) is checkpointed."""
+
+    def __init__(self, data_dir: str | Path, block_size: int, batch_size: int, vocab_size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.vocab_size = vocab_size
+        self.seed = seed
+        self.train_shards = find_shards(self.data_dir, "train")
+        self.val_shards = find_shards(self.data_dir, "val")
+        for path in self.train_shards + self.val_shards:
+            read_token_bin(path)  # fail now, naming the file, rather than in a dataloader mid-run
+        self.train_batches_consumed = 0  # per rank; restored from the checkpoint on resume
+
+    def setup(self, stage: str) -> None:
+        # an id beyond the vocabulary would index the padded embedding rows silently; check a cheap sample of shards
+        for path in self.train_shards[:1] + self.val_shards:
+            tokens = read_token_bin(path)
+            if len(tokens) and int(tokens.max()) >= self.vocab_size:
+                raise TokenShardError(f"{path}: token id {int(tokens.max())} >= tokenizer vocab size {self.vocab_size}")
+
+    def _loader(self, dataset: TokenWindowDataset) -> DataLoader:
+        # num_workers=0: a batch is a few memmap slices, and the batch index → RNG mapping must stay in one process
+        return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_batches_consumed and self.trainer is not None and self.trainer.is_global_zero:
+            logger.info("train data resumes at batch %d", self.train_batches_consumed)
+        return self._loader(
+            TokenWindowDataset(
+                self.train_shards,
+                self.block_size,
+                self.batch_size,
+                train=True,
+                seed=self.seed,
+                start_batch=self.train_batches_consumed,
+            )
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(TokenWindowDataset(self.val_shards, self.block_size, self.batch_size, train=False))
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # called once per batch the training loop actually consumes (Lightning prefetches one batch ahead, so
+        # counting in the dataset would be off by one at checkpoint time)
+        if self.trainer is not None and self.trainer.training:
+            self.train_batches_consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "train_batches_consumed": self.train_batches_consumed,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "block_size": self.block_size,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_batches_consumed = int(state_dict["train_batches_consumed"])
+        changed = {
+            k: (state_dict.get(k), getattr(self, k))
+            for k in ("seed", "batch_size", "block_size")
+            if state_dict.get(k) != getattr(self, k)
+        }
+        if changed:
+            logger.warning(
+                "data settings changed since the checkpoint (old, new): %s; batches differ from here", changed
+            )

@@ -1,0 +1,138 @@
+"""LightningModule around the GPT: AdamW with weight-decay groups, warmup + cosine LR, loss / throughput / MFU logs.
+
+Trained by ``python -m pipelines.train.run --data TOKENS_DIR --output RUN_DIR --config-json '{...}'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import torch
+
+from pipelines.config import TrainConfig
+from pipelines.train.model import GPT, GPTConfig
+
+logger = logging.getLogger(__name__)
+
+# MFU denominators when TrainConfig.peak_flops is unset and Lightning does not know the device.
+DEFAULT_CUDA_PEAK_FLOPS = 312e12  # A100 bf16 dense
+DEFAULT_CPU_PEAK_FLOPS = 1e12
+
+
+def lr_multiplier(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
+    """Fraction of the peak LR at optimizer step ``step``: linear warmup, then cosine down to min_lr_ratio."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if step >= max_steps:
+        return min_lr_ratio
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
+
+
+def default_peak_flops(device: torch.device, precision: str) -> float:
+    """Theoretical peak FLOP/s of one device: Lightning's table for known GPUs, else a fixed default."""
+    if device.type == "cuda":
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
+        return float(get_available_flops(device, dtype) or DEFAULT_CUDA_PEAK_FLOPS)
+    return DEFAULT_CPU_PEAK_FLOPS
+
+
+class GPTModule(L.LightningModule):
+    """Trains ``GPT(gpt_config)`` with the optimizer and schedule of ``cfg``.
+
+    Logged: train_loss and lr (per step), val_loss (per validation), tokens_per_sec and mfu (over the last
+    ``throughput_window`` optimizer steps, all ranks together, validation time excluded).
+    """
+
+    def __init__(self, gpt_config: GPTConfig, cfg: TrainConfig, throughput_window: int = 10) -> None:
+        super().__init__()
+        # plain dicts only: the checkpoint stays loadable with torch.load(weights_only=True)
+        self.save_hyperparameters({"model": asdict(gpt_config), "train": cfg.model_dump()})
+        self.cfg = cfg
+        self.model = GPT(gpt_config)
+        self.flops_per_token = self.model.estimate_flops_per_token()
+        self._window: deque[tuple[int, float]] = deque(maxlen=throughput_window)  # (tokens, seconds) per step
+        self.train_tokens = 0  # tokens and seconds of this process's training, for the run summary
+        self.train_seconds = 0.0
+        self._step_tokens = 0
+        self._t_last = 0.0
+        self._seen_step = 0
+        self._first_step = True
+        self.peak_flops = cfg.peak_flops or DEFAULT_CPU_PEAK_FLOPS
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        return self.model(idx, targets)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # decay matmul weights and embeddings; not LayerNorm weights or biases
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.cfg.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(
+            groups, lr=self.cfg.learning_rate, betas=(0.9, 0.95), fused=self.device.type in ("cuda", "cpu")
+        )
+        cfg = self.cfg
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_multiplier(
+                step, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
+            ),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch  # (B, T), (B, T)
+        _, loss = self.model(x, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=False, batch_size=x.size(0))
+        self.log("lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False, batch_size=x.size(0))
+        self._step_tokens += x.numel() * self.trainer.world_size
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        _, loss = self.model(x, y)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=x.size(0))
+        return loss
+
+    def on_train_start(self) -> None:
+        if self.cfg.peak_flops is None:
+            self.peak_flops = default_peak_flops(self.device, str(self.trainer.precision))
+        self._t_last = time.perf_counter()
+        self._seen_step = self.global_step
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.global_step == self._seen_step:
+            return  # mid-accumulation: the optimizer has not stepped yet
+        self._seen_step = self.global_step
+        now = time.perf_counter()
+        seconds, tokens = now - self._t_last, self._step_tokens
+        self._t_last, self._step_tokens = now, 0
+        if self._first_step:  # includes one-off costs (allocation, compilation): keep it out of the averages
+            self._first_step = False
+            return
+        self.train_tokens += tokens
+        self.train_seconds += seconds
+        self._window.append((tokens, seconds))
+        tokens_per_sec = sum(t for t, _ in self._window) / sum(s for _, s in self._window)
+        self.log_dict({"tokens_per_sec": tokens_per_sec, "mfu": self.mfu(tokens_per_sec)}, on_step=True, on_epoch=False)
+
+    def on_validation_end(self) -> None:
+        self._t_last = time.perf_counter()  # validation time is not training throughput
+
+    def mfu(self, tokens_per_sec: float) -> float:
+        """Model FLOPs utilisation: achieved training FLOP/s over the peak of all devices."""
+        return self.flops_per_token * tokens_per_sec / (self.peak_flops * self.trainer.world_size)
+
+    @property
+    def mean_tokens_per_sec(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds else 0.0
