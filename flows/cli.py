@@ -30,7 +30,7 @@ from pipelines import config as C
 from pipelines.stats import StageStats, funnel_rows
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmpipe: Common Crawl WARC → trained GPT.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)  # logs and CI: do not wrap the funnel at 80
 
 STAGE_CONFIGS = {
     "extract": C.ExtractConfig,
@@ -51,8 +51,17 @@ class Stage(StrEnum):
     train = "train"
 
 
-def _quiet_libraries() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _quiet_libraries(direct: bool = False) -> None:
+    """Stage logs (``pipelines.*``) at INFO, libraries at WARNING and chatty extractors at ERROR.
+
+    Under Prefect the ``pipelines`` logger already has Prefect's console and API handlers (see flows/__init__.py),
+    so a root handler is installed only for ``--direct`` runs; otherwise each line would print twice.
+    """
+    if direct:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
+    for name in ("httpx", "httpcore", "docket", "uvicorn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("trafilatura", "htmldate", "courlan", "presidio-analyzer", "lightning", "datatrove"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -146,7 +155,7 @@ def task(
     direct: Annotated[bool, typer.Option("--direct", help="Call the pipelines function, no Prefect.")] = False,
 ) -> None:
     """Run one stage on one shard: through its Prefect task (cached, retried) or --direct."""
-    _quiet_libraries()
+    _quiet_libraries(direct)
     name = stage.value
     overrides = list(set_ or [])
     if annotate_only:

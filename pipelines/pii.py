@@ -9,8 +9,8 @@ A document is handed to a recognizer only when a cheap regex finds a candidate f
 Spans with ``score >= min_score`` count; with ``public_ips_only`` (FineWeb's policy) an IP that is not globally
 routable (private, loopback, link-local, multicast, reserved, unspecified, documentation) is not PII. Two more
 rules against false positives on web text: a 16-digit "card" starting with 1 is a run of years (``is_card_number``)
-and a phone number has at least ``MIN_PHONE_DIGITS`` digits. Overlapping spans keep the higher score, then the
-longer span.
+and a phone number has at least ``MIN_PHONE_DIGITS`` digits and is not an IP address literal
+(``is_phone_number``). Overlapping spans keep the higher score, then the longer span.
 
 Output: ``text`` with every span replaced by ``<ENTITY>`` (unless ``annotate_only``), ``pii_spans``
 (list<struct<entity, start, end>> on the ORIGINAL text) and ``pii_counts`` (list<struct<entity, count>>).
@@ -154,6 +154,19 @@ def is_card_number(value: str) -> bool:
     return not (len(digits) == 16 and digits.startswith("1"))
 
 
+def is_phone_number(value: str) -> bool:
+    """False for a span with fewer than MIN_PHONE_DIGITS digits, or one that is an IP address literal: presidio's
+    phone recognizer (phonenumbers' lenient matcher) reads ``192.168.3.143`` as a phone number, which would scrub
+    private addresses that the public-IP policy keeps."""
+    if sum(c.isdigit() for c in value) < MIN_PHONE_DIGITS:
+        return False
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return True
+    return False
+
+
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
     """Keep non-overlapping spans, preferring the higher score, then the longer span; sorted by start."""
     kept: list[Span] = []
@@ -179,7 +192,7 @@ def find_pii(text: str, cfg: PIIConfig, *, prefilter: bool = True) -> list[Span]
                 continue
             if entity == "CREDIT_CARD" and not is_card_number(text[r.start : r.end]):
                 continue
-            if entity == "PHONE_NUMBER" and sum(c.isdigit() for c in text[r.start : r.end]) < MIN_PHONE_DIGITS:
+            if entity == "PHONE_NUMBER" and not is_phone_number(text[r.start : r.end]):
                 continue
             spans.append(Span(start=r.start, end=r.end, entity=entity, score=float(r.score)))
     return resolve_overlaps(spans)

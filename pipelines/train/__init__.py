@@ -10,9 +10,11 @@ importing this package stays cheap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from pipelines.config import TrainConfig
+from pipelines.shards import Manifest, sha256_file
 from pipelines.stats import StageStats
 from pipelines.tokenizer import TokenShardError
 
@@ -61,6 +64,60 @@ class TrainingInputError(TrainingFailedError, TokenShardError):
         self.args = (errors[-1] if errors else self.args[0],)
 
 
+# TrainConfig fields a run may change and still resume: how far it goes and on what hardware.
+RESUMABLE_FIELDS = frozenset(
+    {"max_steps", "devices", "num_nodes", "strategy", "compile", "val_every", "val_batches", "peak_flops"}
+    | {"sample_prompt", "sample_tokens"}
+)
+IDENTITY_FILE = "run_identity.json"
+# What a run directory holds of one trajectory; removed when the data or the model/optimizer config changed.
+RUN_STATE = ("checkpoints", "logs", "metrics.csv", "summary.json", "loss_curve.png")
+
+
+def run_identity(data_dir: Path, cfg: TrainConfig) -> dict[str, object]:
+    """What a checkpoint in a run directory was trained on: the token files' sha256 and the non-resumable config.
+
+    Digests come from the tokenize stage's manifest when its entry still matches the file, else are computed.
+    """
+    manifest = Manifest(data_dir)
+    entries = manifest.load()
+    files = {}
+    for path in sorted([data_dir / "tokenizer.json", *data_dir.glob("train_*.bin"), *data_dir.glob("val_*.bin")]):
+        entry = entries.get(path.name)
+        files[path.name] = entry["sha256"] if entry and manifest.valid(path) else sha256_file(path)
+    config = cfg.model_dump(mode="json", exclude=set(RESUMABLE_FIELDS))
+    digest = hashlib.sha256(json.dumps({"files": files, "config": config}, sort_keys=True).encode()).hexdigest()
+    return {"digest": digest, "files": files, "config": config}
+
+
+def reset_if_stale(data_dir: Path, output_dir: Path, cfg: TrainConfig) -> bool:
+    """Clear OUTPUT_DIR's trajectory when it was trained on other data or another config; True if cleared.
+
+    Resuming a checkpoint on changed token shards would silently skip training on the new data (or mix two
+    datasets in one run); a changed max_steps or device count still resumes.
+    """
+    identity = run_identity(data_dir, cfg)
+    marker = output_dir / IDENTITY_FILE
+    previous = json.loads(marker.read_text())["digest"] if marker.is_file() else None
+    has_state = (output_dir / "checkpoints").exists()
+    stale = has_state and previous != identity["digest"]
+    if stale:
+        logger.warning(
+            "%s: trained on other token shards or another config (%s); starting a fresh run",
+            output_dir,
+            "no identity recorded" if previous is None else f"identity {previous[:12]} ≠ {identity['digest'][:12]}",
+        )
+        for name in RUN_STATE:
+            path = output_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity, indent=2, sort_keys=True))
+    return stale
+
+
 def train_command(
     data_dir: str | Path, output_dir: str | Path, cfg: TrainConfig, limit: int | None = None
 ) -> list[str]:
@@ -83,7 +140,7 @@ def run_train(
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if not (data_dir / "tokenizer.json").is_file() or not any(data_dir.glob("train_*.bin")):
         raise FileNotFoundError(f"{data_dir}: expected tokenizer.json and train_*.bin / val_*.bin token shards")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    reset_if_stale(data_dir, output_dir, cfg)
     cmd = train_command(data_dir, output_dir, cfg, limit)
     logger.info("launching %s", " ".join(cmd[:7]) + (f" --stop-step {limit}" if limit is not None else ""))
     started = time.perf_counter()

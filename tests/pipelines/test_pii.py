@@ -169,6 +169,15 @@ def test_public_ip_policy(address, public):
     assert is_public_ip(address) is public
 
 
+def test_private_ip_is_neither_phone_nor_ip_pii():
+    """phonenumbers' lenient matcher reads a dotted quad as a phone number; the private address must survive."""
+    text = "The router's admin page lives at 192.168.3.143, so call Thomas on (415) 555-0134 from home."
+    spans = find_pii(text, PIIConfig())
+    assert [(text[s.start : s.end], s.entity) for s in spans] == [("(415) 555-0134", "PHONE_NUMBER")]
+    public = find_pii("Our server is 163.36.107.25 today.", PIIConfig())
+    assert [s.entity for s in public] == ["IP_ADDRESS"]
+
+
 def test_overlaps_keep_higher_score_then_longer_span():
     spans = [
         Span(0, 10, "PHONE_NUMBER", 0.4),

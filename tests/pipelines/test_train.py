@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,31 @@ def test_resume_continues_from_last_checkpoint(tokens_dir: Path, tmp_path: Path)
     assert again.extra["steps"] == 50 and again.extra["final_val_loss"] == summary["final_val_loss"]
     assert again.extra["tokens_per_sec"] == summary["tokens_per_sec"]
     assert metrics_rows(run_dir) == rows
+
+
+@pytest.mark.slow
+def test_changed_token_shards_start_a_fresh_run(tokens_dir: Path, tmp_path: Path) -> None:
+    """A finished run on other data is not resumed (that would skip training on the new shards)."""
+    data = tmp_path / "tokens"
+    shutil.copytree(tokens_dir, data)
+    run_dir = tmp_path / "run"
+    cfg = small_config(max_steps=10, val_every=5, warmup_steps=2)
+    first = run_train(data, run_dir, cfg)
+    assert first.extra["steps"] == 10
+
+    # Same data, one more step: resumes (the identity ignores max_steps).
+    run_train(data, run_dir, cfg.model_copy(update={"max_steps": 12}))
+    assert not (run_dir / "logs" / "version_2").exists() and (run_dir / "logs" / "version_1").is_dir()
+
+    # New token shards: the old trajectory is cleared and training runs from step 0 on them.
+    tokens = np.fromfile(data / "train_00001.bin", dtype=np.uint8)
+    (data / "train_00001.bin").unlink()
+    (data / "train_00000.bin").write_bytes(tokens.tobytes())
+    again = run_train(data, run_dir, cfg)
+    steps = [int(r["step"]) for r in metrics_rows(run_dir)]
+    assert again.extra["steps"] == 10 and steps == [5, 10]  # the 12-step run's rows are gone
+    assert [p.name for p in (run_dir / "logs").iterdir()] == ["version_0"]
+    assert again.extra["final_val_loss"] != first.extra["final_val_loss"]
 
 
 @pytest.mark.slow
