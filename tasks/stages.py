@@ -34,7 +34,9 @@ def _make_task(stage: str) -> Task:
         task_run_name=f"{stage}-{{output}}",
         cache_policy=STAGE_CACHE,
         persist_result=True,
-        tags=[f"lmpipe-{stage}"],
+        # No tags: a tagged task asks the API for tag concurrency slots before it runs, and on the ephemeral
+        # SQLite API parallel shard tasks make that call fail with "database is locked" (503) and a 2 s client
+        # back-off, which was most of a fully cached run's time. Limit concurrency per flow/deployment instead.
         **RETRY_OPTIONS,
     )
 
