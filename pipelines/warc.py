@@ -1,16 +1,23 @@
-"""Streaming WARC records from local, s3:// and https:// paths (fastwarc), one HTTP response at a time.
+"""Streaming WARC records from local, s3:// and https:// paths, one HTTP response at a time.
 
-Never holds a whole WARC in memory: fsspec opens the file as a stream and fastwarc parses record by record.
+Never holds a whole WARC in memory: the file is opened as a stream and parsed record by record. fastwarc frames
+well-formed WARC/1.x; files it rejects from the start (WARC/0.17-0.18 quirks, LF-only headers, ARC v1) go through
+``iter_tolerant``, which also resynchronises on wrong Content-Lengths. HTTP heads are parsed here (LF-only heads
+included) and chunked payloads decoded. A file damaged after some records yields those records, the record cut
+short flagged ``truncated``, and the offset in ``WarcReadReport``; an unreadable file raises CorruptWarcError.
 Run one file through the extract stage with: ``lmpipe task extract --input X.warc.gz --output OUT.parquet``.
 """
 
 from __future__ import annotations
 
 import glob
+import gzip
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import IO
 
 import fsspec
 from fastwarc.warc import ArchiveIterator, WarcRecordType
@@ -38,6 +45,7 @@ class WarcResponse:
     content_type: str | None
     charset: str | None
     body: bytes
+    truncated: bool = False  # the record was cut off (damaged file): body is what there was
 
 
 @dataclass
@@ -47,6 +55,12 @@ class WarcReadReport:
     records: dict[str, int]
     truncated_at: int | None = None
     error: str | None = None
+    parser: str = "fastwarc"  # or "tolerant"
+    resyncs: int = 0  # records not followed by the next one where their Content-Length said (tolerant parser)
+
+
+def _open(path: str) -> IO[bytes]:
+    return fsspec.open(path, "rb").open()
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -70,50 +84,390 @@ def _parse_date(value: str | None) -> datetime | None:
 
 
 def iter_responses(path: str, report: WarcReadReport | None = None) -> Iterator[WarcResponse]:
-    """Yield every HTTP ``response`` record of a WARC file (gzip/plain detected by fastwarc).
+    """Yield every HTTP ``response`` record of a WARC (or ARC) file, gzip or plain.
 
+    fastwarc reads well-formed WARC/1.x; a file it cannot read from the start (WARC/0.17-0.18 quirks such as
+    ClueWeb09's LF-only headers, a WARC with LF line endings, an ARC file) is re-read by ``iter_tolerant``.
     Other record types are counted in ``report.records``. If the file breaks after some records (a truncated
-    download, a bad Content-Length), the records before it are yielded and ``report.truncated_at`` names the
-    offset; if nothing at all can be read, CorruptWarcError is raised naming the file and offset.
+    download, a bad Content-Length), the records before it are yielded, a record cut short is yielded with
+    ``truncated=True``, and ``report.truncated_at`` names the offset; if nothing at all can be read,
+    CorruptWarcError is raised naming the file and offset.
     """
     report = report if report is not None else WarcReadReport(records={})
+    try:
+        yield from _iter_fastwarc(path, report)
+        return
+    except _NotForFastwarc as e:
+        log.info("%s: %s; reading it with the tolerant parser", path, e)
+        report.records.clear()
+        report.parser = "tolerant"
+    yield from iter_tolerant(path, report)
+
+
+class _NotForFastwarc(Exception):
+    """fastwarc cannot read this file from its first record on (raised before anything was yielded)."""
+
+
+def _iter_fastwarc(path: str, report: WarcReadReport) -> Iterator[WarcResponse]:
+    """fastwarc frames the records; the HTTP head is parsed by ``_parse_http``, which also takes the LF-only
+    header lines of ClueWeb09-era crawls (fastwarc's own HTTP parser then runs into the body)."""
     last_offset = 0
     n = responses = 0
-    with fsspec.open(path, "rb") as f:
+    with _open(path) as f:
         try:
-            for rec in ArchiveIterator(f, parse_http=True, strict_mode=False):
+            for rec in ArchiveIterator(f, parse_http=False, strict_mode=False):
                 n += 1
                 last_offset = rec.stream_pos
                 kind = rec.record_type.name if hasattr(rec.record_type, "name") else str(rec.record_type)
                 kind = kind.split(".")[-1]
+                if n == 1 and kind == "unknown":
+                    raise _NotForFastwarc(
+                        f"first record has a WARC-Type fastwarc does not know: {rec.headers.get('WARC-Type')}"
+                    )
                 report.records[kind] = report.records.get(kind, 0) + 1
                 if rec.record_type != WarcRecordType.response:
                     continue
                 headers = rec.headers
-                http = rec.http_headers
-                status = None
-                if http is not None:
-                    try:
-                        status = int(http.status_code)
-                    except (TypeError, ValueError):
-                        status = None
-                body = rec.reader.read()
+                block = rec.reader.read()
+                # fastwarc hands over what there is: a block shorter than the record's length was cut off.
+                truncated = len(block) < rec.content_length
                 responses += 1
-                yield WarcResponse(
-                    record_id=headers.get("WARC-Record-ID", ""),
-                    url=headers.get("WARC-Target-URI", "").strip("<>"),
-                    offset=rec.stream_pos,
-                    fetch_time=_parse_date(headers.get("WARC-Date")),
-                    http_status=status,
-                    content_type=rec.http_content_type if http is not None else None,
-                    charset=rec.http_charset if http is not None else None,
-                    body=body,
+                yield _response(
+                    path,
+                    headers.get("WARC-Record-ID", ""),
+                    headers.get("WARC-Target-URI", "").strip("<>"),
+                    rec.stream_pos,
+                    headers.get("WARC-Date"),
+                    block,
+                    truncated,
                 )
+                if truncated:
+                    report.truncated_at = rec.stream_pos
+                    report.error = f"record cut off after {len(block)} of {rec.content_length} bytes"
+                    log.warning("%s: response at offset %d is truncated: %s", path, rec.stream_pos, report.error)
+                    return
+        except _NotForFastwarc:
+            raise
         except Exception as e:  # fastwarc raises OSError/ValueError for broken framing or gzip
-            if responses == 0:
-                raise CorruptWarcError(path, last_offset, str(e) or type(e).__name__) from e
+            if n == 0:
+                raise _NotForFastwarc(f"fastwarc: {e or type(e).__name__}") from e
+            if responses == 0 and set(report.records) <= {"warcinfo"}:
+                raise _NotForFastwarc(f"fastwarc stopped after the warcinfo record: {e}") from e
             report.truncated_at, report.error = last_offset, f"{type(e).__name__}: {e}"
             log.warning("%s: stopped at offset %d after %d records: %s", path, last_offset, n, e)
             return
     if n == 0:
-        raise CorruptWarcError(path, 0, "no WARC record found (not a WARC file, or a header fastwarc rejects)")
+        raise _NotForFastwarc("fastwarc found no record")
+
+
+# --- tolerant parser --------------------------------------------------------------------------------------------
+
+# Longest header line / header block the tolerant parser accepts before calling the data garbage.
+MAX_HEADER_LINE = 64 * 1024
+MAX_HEADER_LINES = 512
+# How far it scans for the next record start after a record that is not followed by one (bad Content-Length).
+MAX_RESYNC_BYTES = 8 * 1024 * 1024
+
+
+class _LineReader:
+    """readline / read(n) over a byte stream with a position counter (in the stream it reads: for gzip input,
+    offsets are in the decompressed data)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+        self.buf = b""
+        self.pos = 0  # stream offset of self.buf[0]
+        self.eof = False
+        self.error: str | None = None  # why the stream ended early (a damaged gzip), if it did
+
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            chunk = self.raw.read(1 << 16)
+        except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt gzip: what was read stays usable
+            self.error = f"{type(e).__name__}: {e}"
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) < n and self._fill():
+            pass
+        return self.buf[:n]
+
+    def readline(self, limit: int = MAX_HEADER_LINE) -> bytes:
+        while True:
+            i = self.buf.find(b"\n", 0, limit)
+            if i >= 0:
+                return self._take(i + 1)
+            if len(self.buf) >= limit or not self._fill():
+                return self._take(min(len(self.buf), limit))
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n and self._fill():
+            pass
+        return self._take(min(n, len(self.buf)))
+
+    def unread(self, data: bytes) -> None:
+        self.buf = data + self.buf
+        self.pos -= len(data)
+
+    def _take(self, n: int) -> bytes:
+        out, self.buf = self.buf[:n], self.buf[n:]
+        self.pos += n
+        return out
+
+
+def _open_decompressed(f: IO[bytes]) -> IO[bytes]:
+    """The stream itself, or a gzip reader over it (one or many members)."""
+    head = f.read(2)
+    rest = _Prepend(head, f)
+    return gzip.GzipFile(fileobj=rest, mode="rb") if head == b"\x1f\x8b" else rest
+
+
+class _Prepend:
+    """A read()-only stream: ``head`` followed by ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]):
+        self.head, self.stream = head, stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                out, self.head = self.head + self.stream.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out + (self.stream.read(n - len(out)) if len(out) < n else b"")
+        return self.stream.read(n)
+
+
+def _header_block(r: _LineReader) -> dict[str, str] | None:
+    """Header lines up to a blank line (CRLF or LF) as a case-insensitive dict; None if the block never ends."""
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADER_LINES):
+        line = r.readline()
+        if not line:
+            return None
+        text = line.rstrip(b"\r\n")
+        if not text:
+            return headers
+        name, sep, value = text.decode("latin-1").partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return None
+
+
+def _parse_http(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
+    """(status, headers, payload) of an HTTP response block; status None if it does not start as one."""
+    end = block.find(b"\r\n\r\n")
+    sep = 4
+    lf = block.find(b"\n\n")
+    if end < 0 or (0 <= lf < end):
+        end, sep = lf, 2
+    if end < 0 or not block.startswith(b"HTTP/"):
+        return None, {}, block
+    lines = block[:end].decode("latin-1").splitlines()
+    parts = lines[0].split(None, 2)
+    try:
+        status: int | None = int(parts[1])
+    except (IndexError, ValueError):
+        status = None
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return status, headers, block[end + sep :]
+
+
+def _content_type(headers: dict[str, str]) -> tuple[str | None, str | None]:
+    raw = headers.get("content-type")
+    if not raw:
+        return None, None
+    mime, _, params = raw.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, eq, value = param.partition("=")
+        if eq and key.strip().lower() == "charset":
+            charset = value.strip().strip("\"'") or None
+    return mime.strip().lower() or None, charset
+
+
+def dechunk(body: bytes) -> bytes:
+    """Undo HTTP chunked transfer encoding; the body unchanged if it is not validly chunked."""
+    out = []
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return body
+        size_text = body[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return body
+        if size == 0:
+            return b"".join(out)
+        start = eol + 2
+        out.append(body[start : start + size])
+        pos = start + size + 2
+        if pos > len(body):
+            return b"".join(out)
+
+
+def _response(
+    path: str, record_id: str, url: str, offset: int, date: str | None, block: bytes, truncated: bool
+) -> WarcResponse:
+    status, http, payload = _parse_http(block)
+    mime, charset = _content_type(http)
+    if "chunked" in http.get("transfer-encoding", "").lower():
+        payload = dechunk(payload)
+    return WarcResponse(
+        record_id=record_id,
+        url=url,
+        offset=offset,
+        fetch_time=_parse_date(date),
+        http_status=status,
+        content_type=mime,
+        charset=charset,
+        body=payload,
+        truncated=truncated,
+    )
+
+
+def iter_tolerant(path: str, report: WarcReadReport | None = None) -> Iterator[WarcResponse]:
+    """A forgiving reader for what strict parsers reject: WARC/0.17-0.18 and LF-only headers (ClueWeb09, cc_net
+    WET samples), a Content-Length that misses the record separator (it resynchronises on the next ``WARC/``
+    line, counting ``report.resyncs``), and ARC v1 files (``filedesc://`` first line). Offsets are positions in
+    the decompressed stream. Damage after some records is reported like ``iter_responses`` does."""
+    report = report if report is not None else WarcReadReport(records={})
+    report.parser = "tolerant"
+    with _open(path) as raw:
+        r = _LineReader(_open_decompressed(raw))
+        n = 0
+        try:
+            first = r.peek(16)
+            if first.startswith(b"filedesc://"):
+                yield from _arc_records(path, r, report)
+                return
+            while True:
+                offset = _skip_to_record(r, report, first_record=n == 0)
+                if offset is None:
+                    break
+                version = r.readline().strip()
+                headers = _header_block(r)
+                if headers is None:
+                    raise ValueError(f"header block of the {version.decode('latin-1')} record never ends")
+                try:
+                    length = int(headers.get("content-length", ""))
+                except ValueError as e:
+                    raise ValueError(f"record without a valid Content-Length ({headers.get('content-length')})") from e
+                block = r.read(length)
+                truncated = len(block) < length
+                if not truncated:
+                    block = _trim_overshoot(r, block, report)
+                n += 1
+                kind = headers.get("warc-type", "unknown").lower()
+                report.records[kind] = report.records.get(kind, 0) + 1
+                if kind == "response":
+                    yield _response(
+                        path,
+                        headers.get("warc-record-id", ""),
+                        headers.get("warc-target-uri", "").strip("<>"),
+                        offset,
+                        headers.get("warc-date"),
+                        block,
+                        truncated,
+                    )
+                if truncated:
+                    report.truncated_at = offset
+                    report.error = f"record cut off after {len(block)} of {length} bytes" + (
+                        f" ({r.error})" if r.error else ""
+                    )
+                    return
+        except (OSError, EOFError, ValueError, zlib.error) as e:
+            if n == 0:
+                raise CorruptWarcError(path, r.tell(), f"{type(e).__name__}: {e}") from e
+            report.truncated_at, report.error = r.tell(), f"{type(e).__name__}: {e}"
+            log.warning("%s: stopped at offset %d after %d records: %s", path, r.tell(), n, e)
+            return
+        if r.error and report.truncated_at is None:
+            if n == 0:
+                raise CorruptWarcError(path, r.tell(), r.error)
+            report.truncated_at, report.error = r.tell(), r.error
+        if n == 0:
+            raise CorruptWarcError(path, 0, "no WARC record found (not a WARC or ARC file)")
+
+
+def _trim_overshoot(r: _LineReader, block: bytes, report: WarcReadReport) -> bytes:
+    """A Content-Length that overshoots swallows the start of the next record: if no record follows the block but
+    the block holds a ``WARC/`` line, the record ends there and the rest is handed back to the reader."""
+    ahead = r.peek(256).lstrip(b"\r\n")
+    if ahead.startswith(b"WARC/") or not ahead:
+        return block
+    cut = block.rfind(b"\nWARC/")
+    if cut < 0:
+        return block  # an undershoot: _skip_to_record scans forward
+    report.resyncs += 1
+    r.unread(block[cut + 1 :])
+    return block[: cut + 1]
+
+
+def _skip_to_record(r: _LineReader, report: WarcReadReport, first_record: bool) -> int | None:
+    """Advance to the next line that starts with ``WARC/``; its offset, or None at a clean end of the stream."""
+    skipped = 0
+    while True:
+        line_start = r.tell()
+        head = r.peek(5)
+        if not head:
+            return None
+        if head == b"WARC/":
+            if skipped and not first_record:
+                report.resyncs += 1
+            return line_start
+        line = r.readline()
+        if line.strip():
+            if first_record and skipped == 0 and not line.startswith(b"WARC"):
+                raise ValueError(f"does not start with a WARC record: {line[:40]!r}")
+            skipped += len(line)
+            if skipped > MAX_RESYNC_BYTES:
+                raise ValueError(f"no WARC record start within {MAX_RESYNC_BYTES} bytes")
+
+
+def _arc_records(path: str, r: _LineReader, report: WarcReadReport) -> Iterator[WarcResponse]:
+    """ARC v1: a ``URL IP DATE MIME LENGTH`` line, LENGTH bytes, a newline; the first record is ``filedesc://``."""
+    n = 0
+    while True:
+        while r.peek(1) in (b"\n", b"\r"):
+            r.read(1)
+        offset = r.tell()
+        line = r.readline()
+        if not line:
+            return
+        fields = line.decode("latin-1").split()
+        if len(fields) < 5 or not fields[-1].isdigit():
+            raise ValueError(f"bad ARC header line at offset {offset}: {line[:80]!r}")
+        url, date, length = fields[0], fields[2], int(fields[-1])
+        block = r.read(length)
+        n += 1
+        kind = "filedesc" if url.startswith("filedesc:") else ("response" if url.startswith("http") else "other")
+        report.records[kind] = report.records.get(kind, 0) + 1
+        truncated = len(block) < length
+        if kind == "response":
+            iso = (
+                f"{date[0:4]}-{date[4:6]}-{date[6:8]}T{date[8:10]}:{date[10:12]}:{date[12:14]}Z"
+                if len(date) >= 14
+                else None
+            )
+            yield _response(path, f"arc:{path}@{offset}", url, offset, iso, block, truncated)
+        if truncated:
+            report.truncated_at = offset
+            report.error = f"ARC record cut off after {len(block)} of {length} bytes"
+            return

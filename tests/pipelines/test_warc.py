@@ -1,0 +1,122 @@
+"""WARC reading: fastwarc for well-formed files, the tolerant parser for what it rejects, damage reported, not hidden.
+
+pytest tests/pipelines/test_warc.py
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from pipelines.warc import CorruptWarcError, WarcReadReport, dechunk, iter_responses, iter_tolerant
+
+# Files fastwarc reads; the tolerant parser must agree with it on every one of them.
+WELL_FORMED = [
+    "aeb-articles.warc.gz",
+    "cc-whirlwind/whirlwind.warc.gz",
+    "dolma/sample-0001.warc.gz",
+    "ia-2008-heritrix/web_sample.warc.gz",
+    "ia-web-commons/IAH-urls-wget.warc.gz",
+    "jwarc/cc.warc.gz",
+    "node-warc/parseMe.warc.gz",
+    "pywb/dupes.warc.gz",
+    "pywb/iana.warc.gz",
+    "resiliparse/clueweb-quirk.warc.gz",
+    "resiliparse/warcfile.warc.gz",
+    "warcio/example-iana.org-chunked.warc",
+    "warcio/example-wget-bad-target-uri.warc.gz",
+    "warcio/example.warc.gz",
+    "warcio/post-test.warc.gz",
+]
+
+
+def _read(fn, path: Path) -> tuple[list, WarcReadReport]:
+    report = WarcReadReport(records={})
+    return list(fn(str(path), report)), report
+
+
+@pytest.mark.parametrize("name", WELL_FORMED)
+def test_tolerant_parser_agrees_with_fastwarc(shared_data: Path, name: str) -> None:
+    path = shared_data / "warc" / name
+    fast, fast_report = _read(iter_responses, path)
+    slow, slow_report = _read(iter_tolerant, path)
+    assert fast_report.parser == "fastwarc" and slow_report.parser == "tolerant"
+    assert fast_report.records == slow_report.records
+    assert fast_report.truncated_at is None and slow_report.truncated_at is None and slow_report.resyncs == 0
+    assert len(fast) == len(slow) > 0
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.record_id, a.url, a.http_status, a.fetch_time) == (b.record_id, b.url, b.http_status, b.fetch_time)
+        assert (a.content_type or "").lower() == (b.content_type or "") and a.body == b.body, a.url
+
+
+def test_clueweb09_is_recovered_by_the_tolerant_parser(shared_data: Path) -> None:
+    """WARC/0.18 with LF-only headers in one gzip stream: fastwarc rejects it at offset 0."""
+    responses, report = _read(iter_responses, shared_data / "warc" / "clueweb09-pywarc" / "sample.warc.gz")
+    assert report.parser == "tolerant" and report.records == {"warcinfo": 1, "response": 100}
+    assert len({r.url for r in responses}) >= 90 and all(r.http_status == 200 for r in responses)
+    # the payload, not HTTP headers (ClueWeb09's are LF-only: fastwarc's HTTP parser would run into the body)
+    assert all(b"<html" in r.body[:3000].lower() for r in responses[:20])
+    assert all(r.content_type == "text/html" for r in responses[:20])
+    assert report.truncated_at is None
+
+
+def test_lf_only_http_heads_keep_the_whole_payload(shared_data: Path) -> None:
+    """resiliparse's ClueWeb09 sample: WARC heads in CRLF, HTTP heads in LF; every page keeps its start."""
+    responses, _ = _read(iter_responses, shared_data / "warc" / "resiliparse" / "clueweb-quirk.warc.gz")
+    assert len(responses) == 29
+    assert all(r.content_type == "text/html" and r.charset for r in responses)
+    assert sum(r.body.lstrip()[:5].lower() in (b"<html", b"<!doc") for r in responses) >= 25
+
+
+def test_wrong_content_lengths_resynchronise(shared_data: Path) -> None:
+    """cc_net's WET sample: LF line endings and Content-Lengths that over- and undershoot."""
+    _, report = _read(iter_responses, shared_data / "warc" / "cc_net" / "sample.warc.txt")
+    assert report.records == {"warcinfo": 1, "conversion": 3} and report.resyncs == 3
+
+
+def test_arc_file_is_read(shared_data: Path) -> None:
+    path = shared_data / "warc" / "ia-web-commons" / "IAH-20080430204825-00000-blackbook-truncated.arc"
+    responses, report = _read(iter_responses, path)
+    assert report.parser == "tolerant" and report.records["response"] == len(responses) == 7
+    assert all(r.url.startswith("http") and r.http_status == 200 for r in responses)
+    assert responses[0].fetch_time is not None
+
+
+@pytest.mark.parametrize("reader", [iter_responses, iter_tolerant])
+def test_clipped_record_is_yielded_flagged_and_reported(shared_data: Path, reader) -> None:
+    responses, report = _read(reader, shared_data / "warc" / "resiliparse" / "clipped.warc.gz")
+    assert len(responses) == 1 and responses[0].truncated
+    assert report.truncated_at == 0 and "cut off" in report.error
+
+
+@pytest.mark.parametrize("compress", ["per-record", "plain"])
+def test_file_cut_in_the_middle_keeps_the_records_before(shared_data: Path, tmp_path: Path, compress: str) -> None:
+    whole, _ = _read(iter_responses, shared_data / "warc" / "aeb-articles.warc.gz")
+    src = shared_data / "warc" / "aeb-articles.warc.gz"
+    data = src.read_bytes() if compress == "per-record" else gzip.decompress(src.read_bytes())
+    cut = tmp_path / ("cut.warc.gz" if compress == "per-record" else "cut.warc")
+    cut.write_bytes(data[: len(data) // 2])
+    for reader in (iter_responses, iter_tolerant):
+        got, report = _read(reader, cut)
+        assert 60 < len(got) < 120, reader
+        assert report.truncated_at is not None and report.error
+        intact = [r for r in got if not r.truncated]
+        assert [r.url for r in intact] == [r.url for r in whole[: len(intact)]]
+        assert all(a.body == b.body for a, b in zip(intact, whole, strict=False))
+        assert len(got) - len(intact) <= 1  # at most the record the cut went through, flagged
+
+
+def test_garbage_raises_naming_file_and_offset(tmp_path: Path) -> None:
+    for name, data in [("text.warc", b"hello world\n" * 100), ("bad.warc.gz", gzip.compress(b"no warc here\n" * 50))]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(CorruptWarcError, match=rf"{name}: corrupt WARC at offset \d+"):
+            list(iter_responses(str(path)))
+
+
+def test_dechunk() -> None:
+    assert dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") == b"hello world"
+    assert dechunk(b"<html>not chunked</html>") == b"<html>not chunked</html>"
+    assert dechunk(b"5;ext=1\r\nhello\r\n0\r\n\r\n") == b"hello"
