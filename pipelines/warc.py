@@ -11,7 +11,6 @@ Run one file through the extract stage with: ``lmpipe task extract --input X.war
 from __future__ import annotations
 
 import glob
-import gzip
 import logging
 import zlib
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ class WarcResponse:
     charset: str | None
     body: bytes
     truncated: bool = False  # the record was cut off (damaged file): body is what there was
+    oversize: bool = False  # the record is longer than the reader's max_bytes: body holds only its first bytes
 
 
 @dataclass
@@ -83,7 +83,9 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
 
 
-def iter_responses(path: str, report: WarcReadReport | None = None) -> Iterator[WarcResponse]:
+def iter_responses(
+    path: str, report: WarcReadReport | None = None, *, max_bytes: int | None = None
+) -> Iterator[WarcResponse]:
     """Yield every HTTP ``response`` record of a WARC (or ARC) file, gzip or plain.
 
     fastwarc reads well-formed WARC/1.x; a file it cannot read from the start (WARC/0.17-0.18 quirks such as
@@ -91,24 +93,29 @@ def iter_responses(path: str, report: WarcReadReport | None = None) -> Iterator[
     Other record types are counted in ``report.records``. If the file breaks after some records (a truncated
     download, a bad Content-Length), the records before it are yielded, a record cut short is yielded with
     ``truncated=True``, and ``report.truncated_at`` names the offset; if nothing at all can be read,
-    CorruptWarcError is raised naming the file and offset.
+    CorruptWarcError is raised naming the file and offset. A record longer than ``max_bytes`` is not read into
+    memory: it comes with ``oversize=True`` and only its first HEAD_BYTES (enough for the HTTP head).
     """
     report = report if report is not None else WarcReadReport(records={})
     try:
-        yield from _iter_fastwarc(path, report)
+        yield from _iter_fastwarc(path, report, max_bytes)
         return
     except _NotForFastwarc as e:
         log.info("%s: %s; reading it with the tolerant parser", path, e)
         report.records.clear()
         report.parser = "tolerant"
-    yield from iter_tolerant(path, report)
+    yield from iter_tolerant(path, report, max_bytes=max_bytes)
+
+
+# What is read of an oversize record: its HTTP head and the start of the payload.
+HEAD_BYTES = 64 * 1024
 
 
 class _NotForFastwarc(Exception):
     """fastwarc cannot read this file from its first record on (raised before anything was yielded)."""
 
 
-def _iter_fastwarc(path: str, report: WarcReadReport) -> Iterator[WarcResponse]:
+def _iter_fastwarc(path: str, report: WarcReadReport, max_bytes: int | None) -> Iterator[WarcResponse]:
     """fastwarc frames the records; the HTTP head is parsed by ``_parse_http``, which also takes the LF-only
     header lines of ClueWeb09-era crawls (fastwarc's own HTTP parser then runs into the body)."""
     last_offset = 0
@@ -128,9 +135,10 @@ def _iter_fastwarc(path: str, report: WarcReadReport) -> Iterator[WarcResponse]:
                 if rec.record_type != WarcRecordType.response:
                     continue
                 headers = rec.headers
-                block = rec.reader.read()
+                oversize = max_bytes is not None and rec.content_length > max_bytes
+                block = rec.reader.read(HEAD_BYTES) if oversize else rec.reader.read()  # fastwarc skips the rest
                 # fastwarc hands over what there is: a block shorter than the record's length was cut off.
-                truncated = len(block) < rec.content_length
+                truncated = not oversize and len(block) < rec.content_length
                 responses += 1
                 yield _response(
                     path,
@@ -140,6 +148,7 @@ def _iter_fastwarc(path: str, report: WarcReadReport) -> Iterator[WarcResponse]:
                     headers.get("WARC-Date"),
                     block,
                     truncated,
+                    oversize,
                 )
                 if truncated:
                     report.truncated_at = rec.stream_pos
@@ -170,57 +179,96 @@ MAX_RESYNC_BYTES = 8 * 1024 * 1024
 
 
 class _LineReader:
-    """readline / read(n) over a byte stream with a position counter (in the stream it reads: for gzip input,
-    offsets are in the decompressed data)."""
+    """readline / read(n) / skip(n) over a byte stream with a position counter (in the stream it reads: for gzip
+    input, offsets are in the decompressed data). Linear time: a bytearray buffer consumed from ``start``."""
+
+    CHUNK = 1 << 20
 
     def __init__(self, raw: IO[bytes]):
         self.raw = raw
-        self.buf = b""
-        self.pos = 0  # stream offset of self.buf[0]
+        self.buf = bytearray()
+        self.start = 0  # first unconsumed byte of buf
+        self.pos = 0  # stream offset of buf[start]
         self.eof = False
         self.error: str | None = None  # why the stream ended early (a damaged gzip), if it did
 
-    def _fill(self) -> bool:
+    def _raw_read(self) -> bytes:
         if self.eof:
-            return False
+            return b""
         try:
-            chunk = self.raw.read(1 << 16)
+            chunk = self.raw.read(self.CHUNK)
         except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt gzip: what was read stays usable
             self.error = f"{type(e).__name__}: {e}"
             chunk = b""
         if not chunk:
             self.eof = True
+        return chunk
+
+    def _fill(self) -> bool:
+        chunk = self._raw_read()
+        if not chunk:
             return False
+        if self.start > len(self.buf) // 2:
+            del self.buf[: self.start]
+            self.start = 0
         self.buf += chunk
         return True
+
+    def _available(self) -> int:
+        return len(self.buf) - self.start
 
     def tell(self) -> int:
         return self.pos
 
     def peek(self, n: int) -> bytes:
-        while len(self.buf) < n and self._fill():
+        while self._available() < n and self._fill():
             pass
-        return self.buf[:n]
+        return bytes(self.buf[self.start : self.start + n])
 
     def readline(self, limit: int = MAX_HEADER_LINE) -> bytes:
         while True:
-            i = self.buf.find(b"\n", 0, limit)
+            i = self.buf.find(b"\n", self.start, self.start + limit)
             if i >= 0:
-                return self._take(i + 1)
-            if len(self.buf) >= limit or not self._fill():
-                return self._take(min(len(self.buf), limit))
+                return self._take(i + 1 - self.start)
+            if self._available() >= limit or not self._fill():
+                return self._take(min(self._available(), limit))
 
     def read(self, n: int) -> bytes:
-        while len(self.buf) < n and self._fill():
-            pass
-        return self._take(min(n, len(self.buf)))
+        if self._available() >= n:
+            return self._take(n)
+        parts = [self._take(self._available())]
+        got = len(parts[0])
+        while got < n:
+            chunk = self._raw_read()
+            if not chunk:
+                break
+            need = n - got
+            if len(chunk) > need:
+                self.buf = bytearray(chunk[need:])
+                self.start = 0
+                chunk = chunk[:need]
+            parts.append(chunk)
+            got += len(chunk)
+            self.pos += len(chunk)
+        return b"".join(parts)
+
+    def skip(self, n: int) -> int:
+        """Discard up to n bytes without holding them; how many there were."""
+        done = 0
+        while done < n:
+            got = len(self.read(min(n - done, self.CHUNK)))
+            if not got:
+                break
+            done += got
+        return done
 
     def unread(self, data: bytes) -> None:
-        self.buf = data + self.buf
+        self.buf[self.start : self.start] = data
         self.pos -= len(data)
 
     def _take(self, n: int) -> bytes:
-        out, self.buf = self.buf[:n], self.buf[n:]
+        out = bytes(self.buf[self.start : self.start + n])
+        self.start += n
         self.pos += n
         return out
 
@@ -229,7 +277,46 @@ def _open_decompressed(f: IO[bytes]) -> IO[bytes]:
     """The stream itself, or a gzip reader over it (one or many members)."""
     head = f.read(2)
     rest = _Prepend(head, f)
-    return gzip.GzipFile(fileobj=rest, mode="rb") if head == b"\x1f\x8b" else rest
+    return _GzipStream(rest) if head == b"\x1f\x8b" else rest
+
+
+class _GzipStream:
+    """Decompress gzip members one after another with zlib, handing over everything that decompresses: unlike
+    gzip.GzipFile, a stream cut off mid-member gives its data up to the cut, then EOFError."""
+
+    def __init__(self, raw: _Prepend):
+        self.raw = raw
+        self.z = zlib.decompressobj(wbits=31)
+        self.done = False
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        while not self.done:
+            data = self.raw.read(1 << 16)
+            if not data:
+                self.done = True
+                if not self.z.eof and (self.z.unconsumed_tail or self._started):
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                return b""
+            out = self._feed(data)
+            if out:
+                return out
+        return b""
+
+    _started = False
+
+    def _feed(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            self._started = True
+            parts.append(self.z.decompress(data))
+            if not self.z.eof:
+                break
+            data = self.z.unused_data
+            self.z = zlib.decompressobj(wbits=31)
+            self._started = False
+            if data and not data.startswith(b"\x1f\x8b"):
+                raise zlib.error(f"garbage after a gzip member: {data[:8]!r}")
+        return b"".join(parts)
 
 
 class _Prepend:
@@ -323,11 +410,18 @@ def dechunk(body: bytes) -> bytes:
 
 
 def _response(
-    path: str, record_id: str, url: str, offset: int, date: str | None, block: bytes, truncated: bool
+    path: str,
+    record_id: str,
+    url: str,
+    offset: int,
+    date: str | None,
+    block: bytes,
+    truncated: bool,
+    oversize: bool = False,
 ) -> WarcResponse:
     status, http, payload = _parse_http(block)
     mime, charset = _content_type(http)
-    if "chunked" in http.get("transfer-encoding", "").lower():
+    if not oversize and "chunked" in http.get("transfer-encoding", "").lower():
         payload = dechunk(payload)
     return WarcResponse(
         record_id=record_id,
@@ -339,10 +433,13 @@ def _response(
         charset=charset,
         body=payload,
         truncated=truncated,
+        oversize=oversize,
     )
 
 
-def iter_tolerant(path: str, report: WarcReadReport | None = None) -> Iterator[WarcResponse]:
+def iter_tolerant(
+    path: str, report: WarcReadReport | None = None, *, max_bytes: int | None = None
+) -> Iterator[WarcResponse]:
     """A forgiving reader for what strict parsers reject: WARC/0.17-0.18 and LF-only headers (ClueWeb09, cc_net
     WET samples), a Content-Length that misses the record separator (it resynchronises on the next ``WARC/``
     line, counting ``report.resyncs``), and ARC v1 files (``filedesc://`` first line). Offsets are positions in
@@ -369,10 +466,15 @@ def iter_tolerant(path: str, report: WarcReadReport | None = None) -> Iterator[W
                     length = int(headers.get("content-length", ""))
                 except ValueError as e:
                     raise ValueError(f"record without a valid Content-Length ({headers.get('content-length')})") from e
-                block = r.read(length)
-                truncated = len(block) < length
-                if not truncated:
-                    block = _trim_overshoot(r, block, report)
+                oversize = max_bytes is not None and length > max_bytes
+                if oversize:
+                    block = r.read(HEAD_BYTES)
+                    truncated = r.skip(length - len(block)) < length - len(block)
+                else:
+                    block = r.read(length)
+                    truncated = len(block) < length
+                    if not truncated:
+                        block = _trim_overshoot(r, block, report)
                 n += 1
                 kind = headers.get("warc-type", "unknown").lower()
                 report.records[kind] = report.records.get(kind, 0) + 1
@@ -385,6 +487,7 @@ def iter_tolerant(path: str, report: WarcReadReport | None = None) -> Iterator[W
                         headers.get("warc-date"),
                         block,
                         truncated,
+                        oversize,
                     )
                 if truncated:
                     report.truncated_at = offset

@@ -120,3 +120,62 @@ def test_dechunk() -> None:
     assert dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") == b"hello world"
     assert dechunk(b"<html>not chunked</html>") == b"<html>not chunked</html>"
     assert dechunk(b"5;ext=1\r\nhello\r\n0\r\n\r\n") == b"hello"
+
+
+def _write_record(f, url: str, payload_parts: list[bytes], content_type: str = "text/html") -> None:
+    """Append one gzip member holding a response record; the payload is streamed in parts, never joined."""
+    http_head = b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() + b"\r\n\r\n"
+    length = len(http_head) + sum(len(p) for p in payload_parts)
+    head = (
+        "WARC/1.1\r\nWARC-Type: response\r\n"
+        f"WARC-Record-ID: <urn:uuid:{abs(hash(url)):032x}>\r\nWARC-Target-URI: {url}\r\n"
+        "WARC-Date: 2024-03-01T00:00:00Z\r\nContent-Type: application/http;msgtype=response\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+    with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=1) as z:
+        z.write(head + http_head)
+        for part in payload_parts:
+            z.write(part)
+        z.write(b"\r\n\r\n")
+
+
+READ_AND_REPORT_RSS = """
+import resource, sys
+from pipelines.warc import iter_responses, iter_tolerant
+reader = {"fast": iter_responses, "tolerant": iter_tolerant}[sys.argv[2]]
+limit = int(sys.argv[3]) or None
+for r in reader(sys.argv[1], max_bytes=limit):
+    print(r.url, r.oversize, len(r.body))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("reader", ["fast", "tolerant"])
+def test_oversize_record_is_skipped_without_loading_it(tmp_path: Path, reader: str) -> None:
+    """A 200 MB page between two small ones: flagged oversize and never held in memory; the next page is read."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.warc.gz"
+    with path.open("wb") as f:
+        _write_record(f, "https://a.example/", [b"<html><p>first</p></html>"])
+        _write_record(f, "https://big.example/", [b"<p>"] + [b"x" * (1 << 20)] * 200 + [b"</p>"])
+        _write_record(f, "https://c.example/", [b"<html><p>last</p></html>"])
+
+    def run(limit: int) -> tuple[list[list[str]], int]:
+        out = subprocess.run(
+            [sys.executable, "-c", READ_AND_REPORT_RSS, str(path), reader, str(limit)],
+            capture_output=True, text=True, check=True, timeout=300,
+        ).stdout.split("\n")  # fmt: skip
+        return [line.split() for line in out[:-2]], int(out[-2])
+
+    limited, limited_mb = run(2_000_000)
+    assert [row[:2] for row in limited] == [
+        ["https://a.example/", "False"],
+        ["https://big.example/", "True"],
+        ["https://c.example/", "False"],
+    ]
+    assert int(limited[1][2]) <= 64 * 1024
+    unlimited, unlimited_mb = run(0)
+    assert int(unlimited[1][2]) > 200_000_000  # without a limit the page is read whole…
+    assert unlimited_mb > 200 and limited_mb < unlimited_mb - 150, (limited_mb, unlimited_mb)  # …and costs its size
