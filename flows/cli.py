@@ -1,6 +1,8 @@
 """The ``lmpipe`` command line.
 
 lmpipe run                                   # whole pipeline on the built-in sample → model + report
+lmpipe refresh --crawl CC-MAIN-2024-10 --max-warcs N [--offset K] [--stride S] [--base-url URL]
+                                             # data stages on WARC files of a Common Crawl crawl → funnel
 lmpipe sample --output DIR                   # write the sample WARC files and their ground truth
 lmpipe task extract --input X.warc.gz --output OUT.parquet [--direct]
 lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
@@ -123,6 +125,42 @@ def run(
 
 
 @app.command()
+def refresh(
+    crawl: Annotated[str, typer.Option(help="Common Crawl crawl id, e.g. CC-MAIN-2024-10.")],
+    max_warcs: Annotated[int, typer.Option(help="Process at most this many WARC files (~1 GB each).")] = 1,
+    offset: Annotated[int, typer.Option(help="Skip this many entries of the crawl's warc.paths.gz first.")] = 0,
+    stride: Annotated[int, typer.Option(help="Then take every stride-th entry.")] = 1,
+    base_url: Annotated[str, typer.Option(help="Where crawl-data/ lives (https://, s3:// or a mirror).")] = (
+        C.CrawlConfig.model_fields["base_url"].default
+    ),
+    data_root: Annotated[str, typer.Option(help="Where all stage outputs go ({data_root}/{crawl}/{stage}/).")] = "data",
+    config: Annotated[Path | None, typer.Option(help="YAML with PipelineConfig fields.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+) -> None:
+    """Run the data stages (no training) on WARC files of a Common Crawl crawl and print the funnel.
+
+    Shards done before with the same code and config are cache hits: a larger --max-warcs adds only new ones.
+    """
+    _quiet_libraries()
+    selection = {"crawl_id": crawl, "max_warcs": max_warcs, "offset": offset, "stride": stride, "base_url": base_url}
+    overrides = [f"data_root={data_root}", f"crawl={json.dumps(selection)}"]
+    try:
+        cfg = C.load_config(C.PipelineConfig, config, overrides + (set_ or []))
+    except Exception as e:
+        _fail(str(e))
+    from flows.refresh import data_refresh
+    from pipelines.remote import RemoteReadError
+
+    t0 = time.monotonic()
+    try:
+        stats = data_refresh(cfg)
+    except (FileNotFoundError, ValueError, RemoteReadError) as e:  # ValueError: bad input (RemoteRequestError too)
+        _fail(str(e))
+    print_funnel(stats)
+    console.print(f"outputs: {Path(data_root) / crawl} · {time.monotonic() - t0:.1f} s", highlight=False)
+
+
+@app.command()
 def sample(
     output: Annotated[Path, typer.Option(help="Directory for the WARC files and sample_truth.json.")] = Path(
         "data/sample-warc"
@@ -178,6 +216,7 @@ def task(
     for src in srcs:
         if "://" not in src and not Path(src).exists():
             _fail(f"{src}: no such file or directory")
+    from pipelines.remote import RemoteReadError, RemoteRequestError
     from pipelines.shards import ShardSchemaError
     from pipelines.tokenizer import TokenShardError
     from pipelines.warc import CorruptWarcError
@@ -190,8 +229,15 @@ def task(
         else:
             from tasks.stages import stage_task
 
-            stats = stage_task(name, srcs, output)(srcs, output, cfg, limit)
-    except (CorruptWarcError, ShardSchemaError, TokenShardError, FileNotFoundError) as e:
+            stats = stage_task(name, srcs, output, cfg)(srcs, output, cfg, limit)
+    except (
+        CorruptWarcError,
+        ShardSchemaError,
+        TokenShardError,
+        FileNotFoundError,
+        RemoteRequestError,
+        RemoteReadError,
+    ) as e:
         _fail(str(e))
     print_funnel([stats])
     console.print_json(stats.model_dump_json())

@@ -2,6 +2,7 @@
 
 lmpipe run                       # the whole pipeline on the built-in sample (this flow + training)
 python -m flows.refresh          # this flow alone on the built-in sample
+lmpipe refresh --crawl CC-MAIN-2024-10 --max-warcs 2   # this flow alone on WARC files of a Common Crawl crawl
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.paths import shard_output, stage_dir, tokens_dir
 from pipelines.config import PipelineConfig
+from pipelines.crawl import crawl_warc_paths
 from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, merge
 from pipelines.warc import expand_inputs
@@ -24,7 +26,13 @@ STAGES = ("extract", "filter", "dedup", "pii", "tokenize")
 
 
 def resolve_inputs(config: PipelineConfig) -> list[str]:
-    """The WARC files of this run: the configured paths/globs/URLs, or the built-in sample (made on demand)."""
+    """The WARC files of this run: a slice of a Common Crawl crawl, the configured paths/globs/URLs, or the
+    built-in sample (made on demand). With a crawl, config.extract.crawl_id is already the crawl's id."""
+    if config.crawl:
+        c = config.crawl
+        return crawl_warc_paths(
+            c.crawl_id, max_warcs=c.max_warcs, offset=c.offset, stride=c.stride, base_url=c.base_url
+        )
     if config.inputs:
         files = expand_inputs(config.inputs)
         if not files:

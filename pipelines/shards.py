@@ -21,6 +21,7 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from pipelines import CODE_VERSION
+from pipelines.remote import file_info, filesystem
 
 # The document columns every extract shard carries (later stages add theirs).
 DOC_SCHEMA = pa.schema(
@@ -76,8 +77,9 @@ def fingerprint(path: str | Path) -> str:
     Never reads the file, so fingerprinting a thousand 1 GB WARCs costs a thousand stat calls.
     """
     path = str(path)
-    fs, p = fsspec.core.url_to_fs(path)
-    info = fs.info(p)
+    # remote's filesystem: anonymous S3 with the configured endpoint, like the reads; info retries transient faults
+    fs, p = filesystem(path)
+    info = file_info(path)
     if "ETag" in info or "etag" in info:
         return f"etag:{info.get('ETag') or info.get('etag')}"
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""

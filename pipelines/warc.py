@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
-import fsspec
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from pipelines.remote import open_stream
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class WarcReadReport:
 
 
 def _open(path: str) -> IO[bytes]:
-    return fsspec.open(path, "rb").open()
+    """Local file, or an http(s)/s3 stream that resumes at its byte offset after a network fault."""
+    return open_stream(path)
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:

@@ -70,12 +70,36 @@ def expected_outputs(stage: str, inputs: list[str], output: str) -> list[Path]:
     return [Path(output)]
 
 
-def outputs_valid(stage: str, inputs: list[str], output: str) -> bool:
-    """True when every output of the stage exists and (for data shards) matches its manifest entry."""
+def outputs_valid(stage: str, inputs: list[str], output: str, cfg: BaseModel | None = None) -> bool:
+    """True when every output of the stage exists, matches its manifest entry and was made from these inputs
+    with this config. The last two matter when a config (or input) goes A → B → A: the key of A is a hit again,
+    but the files on disk are B's."""
+    want = config_hash(cfg) if cfg is not None else None
+    current = None
     for path in expected_outputs(stage, inputs, output):
-        if stage in ("train",) or path.name == "meta.json":
+        if stage == "train":
             if not path.exists():
                 return False
-        elif not Manifest(path.parent).valid(path):
+            continue
+        if path.name == "meta.json":
+            if not path.exists():
+                return False
+            continue
+        manifest = Manifest(path.parent)
+        if not manifest.valid(path):
+            return False
+        entry = manifest.load()[path.name]
+        if want is not None and entry.get("config_hash") != want:
+            return False
+        if current is None:
+            try:
+                current = {str(p): fingerprint(p) for p in inputs}
+            except (OSError, ValueError):  # an input is missing (its producer will remake it): recompute
+                return False
+        if entry.get("inputs") != current:
+            return False
+    if stage == "train" and cfg is not None:
+        recorded = Path(output) / "train_config.json"
+        if not recorded.exists() or json.loads(recorded.read_text()) != cfg.model_dump(mode="json"):
             return False
     return True

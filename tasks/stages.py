@@ -44,9 +44,10 @@ def _make_task(stage: str) -> Task:
 STAGE_TASKS: dict[str, Task] = {stage: _make_task(stage) for stage in STAGES}
 
 
-def stage_task(stage: str, inputs: list[str], output: str) -> Task:
-    """The stage's task, set to recompute when its outputs are missing or differ from the manifest."""
-    return STAGE_TASKS[stage].with_options(refresh_cache=not outputs_valid(stage, inputs, output))
+def stage_task(stage: str, inputs: list[str], output: str, cfg: Any = None) -> Task:
+    """The stage's task, set to recompute when its outputs are missing, differ from the manifest, or were made
+    from other inputs or another config than ``cfg``."""
+    return STAGE_TASKS[stage].with_options(refresh_cache=not outputs_valid(stage, inputs, output, cfg))
 
 
 def submit_stage(
@@ -58,4 +59,4 @@ def submit_stage(
     limit: int | None = None,
     wait_for: list[PrefectFuture] | None = None,
 ) -> PrefectFuture:
-    return stage_task(stage, inputs, output).submit(inputs, output, cfg, limit, wait_for=wait_for)
+    return stage_task(stage, inputs, output, cfg).submit(inputs, output, cfg, limit, wait_for=wait_for)

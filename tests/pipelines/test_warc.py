@@ -139,14 +139,16 @@ def _write_record(f, url: str, payload_parts: list[bytes], content_type: str = "
         z.write(b"\r\n\r\n")
 
 
+# Peak RSS from VmHWM: getrusage's ru_maxrss survives exec, so a child of a big pytest process would report its size.
 READ_AND_REPORT_RSS = """
-import resource, sys
+import re, sys
 from pipelines.warc import iter_responses, iter_tolerant
 reader = {"fast": iter_responses, "tolerant": iter_tolerant}[sys.argv[2]]
 limit = int(sys.argv[3]) or None
 for r in reader(sys.argv[1], max_bytes=limit):
     print(r.url, r.oversize, len(r.body))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024)
 """
 
 

@@ -14,7 +14,7 @@ from tasks.stages import stage_task
 
 
 def _run(src: str, out: str, cfg: ExtractConfig):
-    return stage_task("extract", [src], out)([src], out, cfg, None, return_state=True)
+    return stage_task("extract", [src], out, cfg)([src], out, cfg, None, return_state=True)
 
 
 @pytest.mark.timeout(300)
@@ -45,6 +45,11 @@ def test_cache_hit_refresh_and_config_change(shared_data: Path, tmp_path: Path) 
     changed = _run(src, out, ExtractConfig(min_text_chars=50))  # config change → new key
     assert changed.name == "Completed"
     assert _run(src, out, ExtractConfig(min_text_chars=50)).name == "Cached"
+
+    # Back to the first config: its key is a hit, but the file on disk was made with the other one → recompute.
+    back = _run(src, out, cfg)
+    assert back.name == "Completed" and back.result().docs_kept == stats.docs_kept
+    assert _run(src, out, cfg).name == "Cached"
 
 
 @pytest.mark.timeout(300)
