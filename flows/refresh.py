@@ -7,7 +7,9 @@ lmpipe refresh --crawl CC-MAIN-2024-10 --max-warcs 2   # this flow alone on WARC
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -16,13 +18,27 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.paths import shard_output, stage_dir, tokens_dir
 from pipelines.config import PipelineConfig
-from pipelines.crawl import crawl_warc_paths
+from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, merge
 from pipelines.warc import expand_inputs
 from tasks.stages import submit_stage
 
 STAGES = ("extract", "filter", "dedup", "pii", "tokenize")
+
+
+def resolve_latest_crawl(config: PipelineConfig) -> PipelineConfig:
+    """``crawl.crawl_id = latest`` → the newest crawl of the index without a completed refresh of this slice."""
+    if not config.crawl or config.crawl.crawl_id != LATEST:
+        return config
+    crawl_id = newest_unprocessed(config.data_root, config.crawl.selection(), config.crawl.index_url)
+    get_run_logger().info("crawl 'latest' is %s", crawl_id)
+    return config.model_copy(
+        update={
+            "crawl": config.crawl.model_copy(update={"crawl_id": crawl_id}),
+            "extract": config.extract.model_copy(update={"crawl_id": crawl_id}),
+        }
+    )
 
 
 def resolve_inputs(config: PipelineConfig) -> list[str]:
@@ -53,8 +69,12 @@ def _results(futures: list[PrefectFuture], progress_id: object, done: list[int],
 
 @flow(name="data-refresh", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
 def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:  # noqa: B008
-    """Process every WARC file of the run through the data stages; return one merged StageStats per stage."""
+    """Process every WARC file of the run through the data stages; return one merged StageStats per stage.
+
+    With ``crawl.crawl_id = latest`` (the scheduled refresh) the run takes the newest crawl not yet refreshed with
+    this slice; WARC files processed before are cache hits, so a refresh only pays for what is new."""
     log = get_run_logger()
+    config = resolve_latest_crawl(config)
     warcs = resolve_inputs(config)
     root, crawl = config.data_root, config.extract.crawl_id
     log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
@@ -90,6 +110,11 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     create_markdown_artifact(
         key="funnel", markdown="# Data funnel\n\n" + funnel_markdown(stats), description="Documents per stage"
     )
+    if config.crawl:
+        marker = refresh_marker(root, crawl)
+        marker.write_text(
+            json.dumps({"selection": config.crawl.selection(), "warcs": warcs, "finished": time.time()}, indent=2)
+        )
     return stats
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipelines.crawl import COMMON_CRAWL_HTTPS, validate_crawl_id
+from pipelines.crawl import COLLINFO_URL, COMMON_CRAWL_HTTPS, LATEST, validate_crawl_id
 
 
 class _Config(BaseModel):
@@ -30,7 +30,11 @@ class SampleConfig(_Config):
 class CrawlConfig(_Config):
     """Which WARC files of a Common Crawl crawl a run processes (a deterministic slice of its warc.paths.gz)."""
 
-    crawl_id: str = Field(..., description="Crawl id, CC-MAIN-YYYY-WW (e.g. CC-MAIN-2024-10).")
+    crawl_id: str = Field(
+        ...,
+        description="Crawl id, CC-MAIN-YYYY-WW (e.g. CC-MAIN-2024-10), or 'latest': the newest crawl of the index "
+        "whose slice has no completed refresh under data_root yet (for scheduled refreshes).",
+    )
     max_warcs: int = Field(1, ge=1, description="Process at most this many WARC files (~1 GB each).")
     offset: int = Field(0, ge=0, description="Skip this many entries of the listing first.")
     stride: int = Field(1, ge=1, description="Then take every stride-th entry (spreads a sample over the crawl).")
@@ -39,10 +43,18 @@ class CrawlConfig(_Config):
         description="Where crawl-data/ lives: https://data.commoncrawl.org/, s3://commoncrawl/ or a mirror.",
     )
 
+    index_url: str = Field(
+        COLLINFO_URL, description="Crawl index (collinfo.json) that crawl_id 'latest' is resolved against."
+    )
+
     @field_validator("crawl_id")
     @classmethod
     def _valid_crawl_id(cls, value: str) -> str:
-        return validate_crawl_id(value)
+        return value if value == LATEST else validate_crawl_id(value)
+
+    def selection(self) -> dict[str, object]:
+        """The slice of a crawl this config takes, as recorded in a completed refresh's marker."""
+        return self.model_dump(include={"max_warcs", "offset", "stride", "base_url"})
 
 
 class ExtractConfig(_Config):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import logging
 import re
+from pathlib import Path
 
 from pipelines.remote import open_stream
 
@@ -84,3 +86,45 @@ def crawl_warc_paths(
             "%s: only %d of the %d requested WARC files exist from offset %d", url, len(selected), max_warcs, offset
         )
     return selected
+
+
+# The crawl index's list of every crawl, newest first (each entry has at least "id").
+COLLINFO_URL = "https://index.commoncrawl.org/collinfo.json"
+LATEST = "latest"
+REFRESH_MARKER = "_refresh.json"
+
+
+def list_crawls(index_url: str = COLLINFO_URL) -> list[str]:
+    """Crawl ids listed by ``index_url`` (Common Crawl's collinfo.json or a mirror of it), newest first."""
+    try:
+        with open_stream(index_url) as raw:
+            entries = json.load(raw)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{index_url}: crawl index not found") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{index_url}: not a JSON list of crawls ({e})") from e
+    ids = [e.get("id", "") for e in entries if isinstance(e, dict)]
+    crawls = [c for c in ids if CRAWL_ID.fullmatch(c)]
+    if not crawls:
+        raise ValueError(f"{index_url}: lists no CC-MAIN-YYYY-WW crawl")
+    return sorted(set(crawls), key=lambda c: (int(c[8:12]), int(c[13:15])), reverse=True)
+
+
+def refresh_marker(data_root: str, crawl_id: str) -> Path:
+    """Written by a completed data refresh of a crawl: which slice of it was processed, and when."""
+    return Path(data_root) / crawl_id / REFRESH_MARKER
+
+
+def slice_done(data_root: str, crawl_id: str, selection: dict[str, object]) -> bool:
+    marker = refresh_marker(data_root, crawl_id)
+    return marker.is_file() and json.loads(marker.read_text()).get("selection") == selection
+
+
+def newest_unprocessed(data_root: str, selection: dict[str, object], index_url: str = COLLINFO_URL) -> str:
+    """The newest crawl whose slice ``selection`` (max_warcs, offset, stride, base_url) has no completed refresh
+    under ``data_root``; the newest crawl when every listed one is done (its rerun is all cache hits)."""
+    crawls = list_crawls(index_url)
+    for crawl_id in crawls:
+        if not slice_done(data_root, crawl_id, selection):
+            return crawl_id
+    return crawls[0]

@@ -85,3 +85,38 @@ def test_refresh_cli_processes_the_first_warcs_of_a_crawl(shared_data: Path, tmp
     assert extract_row.split("│")[2].strip() == str(docs_in)
     assert any(line.startswith("│ tokenize") for line in proc.stdout.splitlines())
     assert (data_root / CRAWL / "tokens" / "meta.json").exists()
+
+
+def test_latest_takes_the_newest_crawl_not_yet_refreshed(shared_data: Path, tmp_path: Path) -> None:
+    """The scheduled refresh (crawl_id=latest): newest crawl first, then the next older one, then nothing new."""
+    from flows.refresh import data_refresh
+    from pipelines.crawl import refresh_marker
+
+    crawls = {"CC-MAIN-2024-22": "warc/resiliparse/warcfile.warc.gz", CRAWL: "warc/dolma/sample-0001.warc.gz"}
+    files: dict[str, Path | bytes] = {
+        "/collinfo.json": json.dumps([{"id": c, "name": f"{c} crawl"} for c in [CRAWL, "CC-MAIN-2024-22"]]).encode()
+    }
+    for crawl, local in crawls.items():
+        entry = f"crawl-data/{crawl}/segments/1/warc/{crawl}-00000.warc.gz"
+        files[f"/crawl-data/{crawl}/warc.paths.gz"] = gzip.compress(entry.encode() + b"\n")
+        files["/" + entry] = shared_data / local
+    root = tmp_path / "data"
+    with RangeServer(files) as srv:
+        crawl_cfg = {
+            "crawl_id": "latest",
+            "max_warcs": 1,
+            "base_url": srv.url("/"),
+            "index_url": srv.url("/collinfo.json"),
+        }
+        cfg = PipelineConfig(data_root=str(root), crawl=crawl_cfg, tokenize={"vocab_size": 512})
+        assert cfg.extract.crawl_id == "latest"
+        chosen = []
+        for _ in range(3):
+            data_refresh(cfg)
+            done = sorted(p.parent.name for p in root.glob(f"*/{refresh_marker('', 'x').name}"))
+            chosen.append(done)
+        fetched = [path for method, path, _ in srv.requests if method == "GET" and path.endswith(".warc.gz")]
+    assert chosen == [["CC-MAIN-2024-22"], [CRAWL, "CC-MAIN-2024-22"], [CRAWL, "CC-MAIN-2024-22"]]
+    # The third run found both crawls done and re-ran the newest: all cache hits, no WARC fetched again.
+    assert len(fetched) == 2
+    assert (root / "CC-MAIN-2024-22" / "extract").is_dir() and (root / CRAWL / "tokens" / "meta.json").is_file()
