@@ -12,15 +12,21 @@ import os
 import time
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.paths import shard_output, stage_dir, tokens_dir
+from flows.plots import funnel_png, markdown_image
 from pipelines.config import PipelineConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.sample import generate_sample
-from pipelines.stats import StageStats, funnel_markdown, merge
+from pipelines.stats import StageStats, funnel_markdown, funnel_rows, merge
 from pipelines.warc import expand_inputs
 from tasks.stages import submit_stage
 
@@ -108,8 +114,11 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
         _results([f_tok], progress, done, total)[0],
     ]
     create_markdown_artifact(
-        key="funnel", markdown="# Data funnel\n\n" + funnel_markdown(stats), description="Documents per stage"
+        key="funnel",
+        markdown="# Data funnel\n\n" + funnel_markdown(stats) + "\n\n" + markdown_image(funnel_png(stats), "funnel"),
+        description="Documents per stage",
     )
+    create_table_artifact(key="funnel-table", table=funnel_rows(stats), description="Documents per stage and reason")
     if config.crawl:
         marker = refresh_marker(root, crawl)
         marker.write_text(

@@ -11,6 +11,7 @@ pytest -m slow tests/flows/test_end_to_end.py
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -246,3 +247,22 @@ def test_rerun_is_all_cache_hits_and_a_deleted_shard_reruns_its_downstream(run: 
     assert counts(third["stats"]) == counts(run["result"]["stats"])
     # Same token shards → the run directory's identity holds: training resumes at its last step, nothing to redo.
     assert third["train"]["extra"]["final_val_loss"] == run["result"]["train"]["extra"]["final_val_loss"]
+
+
+def test_artifacts_show_the_funnel_and_the_loss_curve(run: dict[str, Any]) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["funnel", "funnel-table", "training", "report"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    latest = {}
+    for a in sorted(artifacts, key=lambda a: a.created):
+        latest[a.key] = a
+    assert set(latest) == set(keys)
+    assert "minhash_duplicate" in latest["funnel"].data and "data:image/png;base64," in latest["funnel"].data
+    assert "loss curve" in latest["training"].data and "data:image/png;base64," in latest["training"].data
+    table = latest["funnel-table"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert {"stage": "dedup", "reason": "minhash_duplicate"}.items() <= next(
+        r for r in rows if r["reason"] == "minhash_duplicate"
+    ).items()
