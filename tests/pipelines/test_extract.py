@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_every_shared_warc_gives_docs_or_a_clear_error(shared_data: Path, tmp_pa
     assert outcomes["web_sample.warc.gz"] >= 60  # 2008 Heritrix crawl, WARC/0.17
     assert outcomes["warcfile.warc.gz"] >= 10  # real CC-MAIN-2020-34
     assert outcomes["clipped.warc.gz"] in (0, 1)  # truncated on purpose: no hang, no crash
-    assert outcomes["IAH-20080430204825-00000-blackbook-truncated.arc"] == "error"
+    assert outcomes["IAH-20080430204825-00000-blackbook-truncated.arc"] == 2  # ARC/1: pipelines/warc.py reads it
 
 
 def test_charset_from_meta_and_detection() -> None:
@@ -75,6 +76,8 @@ def test_charset_from_meta_and_detection() -> None:
     assert "Café" in text and cs == "iso-8859-1"
     text, cs = decode_html("<p>naïve façade</p>".encode(), "utf-8")
     assert "naïve" in text
+    text, cs = decode_html("<p>undeclared naïve façade</p>".encode(), None)  # UTF-8 settles it, no detector
+    assert "naïve" in text and cs == "utf-8"
 
 
 def test_corrupt_file_raises_naming_path(tmp_path: Path) -> None:
@@ -105,3 +108,96 @@ def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     )
     assert res.returncode != 0
     assert "bad.warc.gz" in res.stdout + res.stderr
+
+
+def _write_warc(path: Path, pages: list[tuple[str, bytes]]) -> None:
+    """A gzipped WARC of HTTP 200 text/html responses (warcio's writer, as a crawler would write them)."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with path.open("wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for url, html in pages:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            record = writer.create_warc_record(url, "response", payload=io.BytesIO(html), http_headers=http)
+            writer.write_record(record)
+
+
+def _aeb_page(shared_data: Path, page_id: str) -> tuple[str, bytes]:
+    import gzip
+    import json
+
+    truth = json.loads((shared_data / "extraction/aeb/ground-truth.json").read_text())
+    html = gzip.decompress((shared_data / f"extraction/aeb/html/{page_id}.html.gz").read_bytes())
+    return truth[page_id]["url"], html
+
+
+# Real AEB pages: two that trafilatura extracts, and one (appleinsider) its full cascade returns nothing for.
+AEB_OK = (
+    "042bb7b5fedab6eac7db576522b89b93904c237d344bcbe14a6a5ab7f7335856",
+    "04a6711caa7c687592777718866e781e976e0fe684faebe8b3cedcef8cd0ea34",
+)
+AEB_EMPTY = "65bf3048b500bbd84928d9122f99617ca898216b91add1d8b2ac09c670484a5c"
+
+
+def _spinning_page(paragraphs: int = 100_000) -> bytes:
+    """Large, link-dense, class-laden markup: trafilatura's XPath pruning over it takes far longer than a second."""
+    block = '<div class="post-{i} widget"><p>Word {i} <a href="/l{i}">link {i}</a> and more text here.</p></div>'
+    return ("<html><body>" + "".join(block.format(i=i) for i in range(paragraphs)) + "</body></html>").encode()
+
+
+def test_pathological_page_is_cut_off_and_the_shard_goes_on(shared_data: Path, tmp_path: Path) -> None:
+    warc = tmp_path / "spin.warc.gz"
+    first, second = (_aeb_page(shared_data, pid) for pid in AEB_OK)
+    _write_warc(warc, [first, ("https://spin.example/", _spinning_page()), second])
+    cfg = ExtractConfig(timeout_seconds=1.0, max_page_bytes=50_000_000)
+    t0 = time.monotonic()
+    stats = run_extract([str(warc)], str(tmp_path / "spin.parquet"), cfg)
+    assert time.monotonic() - t0 < 30
+    assert stats.dropped == {"timeout": 1}
+    assert stats.docs_in == 3 == stats.docs_kept + sum(stats.dropped.values())
+    urls = pq.read_table(tmp_path / "spin.parquet").column("url").to_pylist()
+    assert urls == [first[0], second[0]]  # the page after the killed worker is extracted by a fresh one
+
+
+def test_page_too_large_is_counted(shared_data: Path, tmp_path: Path) -> None:
+    warc = tmp_path / "big.warc.gz"
+    small = (
+        "https://small.example/",
+        b"<html><body><article><p>" + b"Short real text. " * 20 + b"</p></article></body></html>",
+    )
+    _write_warc(warc, [small, _aeb_page(shared_data, AEB_OK[0])])  # the AEB page is ~600 kB
+    stats = run_extract([str(warc)], str(tmp_path / "big.parquet"), ExtractConfig(max_page_bytes=100_000))
+    assert stats.dropped == {"page_too_large": 1} and stats.docs_kept == 1
+    assert stats.docs_in == stats.docs_kept + sum(stats.dropped.values())
+
+
+@pytest.mark.parametrize(("fallback", "kept"), [("none", 0), ("baseline", 1), ("readability", 1), ("justext", 1)])
+def test_fallback_extractor_for_pages_trafilatura_returns_nothing_for(
+    shared_data: Path, tmp_path: Path, fallback: str, kept: int
+) -> None:
+    warc = tmp_path / "empty.warc.gz"
+    url, html = _aeb_page(shared_data, AEB_EMPTY)
+    _write_warc(warc, [(url, html)])
+    stats = run_extract([str(warc)], str(tmp_path / "e.parquet"), ExtractConfig(fallback=fallback))
+    assert stats.docs_kept == kept and stats.docs_in == stats.docs_kept + sum(stats.dropped.values())
+    if kept:
+        assert stats.extra["extracted_fallback"] == 1
+        text = pq.read_table(tmp_path / "e.parquet").column("text")[0].as_py()
+        assert "keyboard" in text.lower()  # a 16-inch MacBook Pro review
+    else:
+        assert stats.dropped == {"empty_text": 1}
+
+
+def test_fineweb_strategy_and_fast_first_agree_on_articles(shared_data: Path, tmp_path: Path) -> None:
+    warc = tmp_path / "two.warc.gz"
+    _write_warc(warc, [_aeb_page(shared_data, pid) for pid in AEB_OK])
+    texts = {}
+    for strategy in ("fineweb", "fast_first"):
+        stats = run_extract([str(warc)], str(tmp_path / f"{strategy}.parquet"), ExtractConfig(strategy=strategy))
+        assert stats.docs_kept == 2
+        texts[strategy] = pq.read_table(tmp_path / f"{strategy}.parquet").column("text").to_pylist()
+    assert stats.extra.get("extracted_fast") == 2
+    assert texts["fineweb"] == texts["fast_first"]  # full articles: the comparison stage changes nothing here
