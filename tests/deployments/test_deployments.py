@@ -11,6 +11,7 @@ from prefect.utilities.callables import parameter_schema
 from deployments.serve import build_deployments
 from flows.end_to_end import end_to_end
 from flows.refresh import data_refresh
+from pipelines.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,9 +25,14 @@ def test_prefect_yaml_entrypoints_load_and_match_serve() -> None:
         path, func = d["entrypoint"].split(":")
         flow = load_flow_from_entrypoint(str(ROOT / path) + ":" + func)
         assert flow.name == served[name].flow_name, name
-    crons = [s["cron"] for s in from_yaml["monthly-refresh"]["schedules"]]
-    assert crons == [served["monthly-refresh"].schedules[0].schedule.cron] == ["0 3 1 * *"]
-    assert from_yaml["monthly-refresh"]["concurrency_limit"] == 1
+    refresh_yaml, refresh = from_yaml["monthly-refresh"], served["monthly-refresh"]
+    crons = [(s["cron"], s["timezone"]) for s in refresh_yaml["schedules"]]
+    assert crons == [(s.schedule.cron, s.schedule.timezone) for s in refresh.schedules] == [("0 3 1 * *", "UTC")]
+    assert refresh_yaml["parameters"] == refresh.parameters == {"config": {"crawl": {"crawl_id": "latest"}}}
+    limit = refresh_yaml["concurrency_limit"]
+    assert (limit["limit"], limit["collision_strategy"]) == (1, "CANCEL_NEW")
+    assert refresh.concurrency_limit == 1 and refresh.concurrency_options.collision_strategy == "CANCEL_NEW"
+    PipelineConfig.model_validate(refresh.parameters["config"])  # the scheduled run's parameters are valid
 
 
 def test_parameter_forms_are_typed() -> None:
