@@ -181,3 +181,14 @@ def test_oversize_record_is_skipped_without_loading_it(tmp_path: Path, reader: s
     unlimited, unlimited_mb = run(0)
     assert int(unlimited[1][2]) > 200_000_000  # without a limit the page is read whole…
     assert unlimited_mb > 200 and limited_mb < unlimited_mb - 150, (limited_mb, unlimited_mb)  # …and costs its size
+
+
+def test_extract_counts_the_cut_record(shared_data: Path, tmp_path: Path) -> None:
+    from pipelines.config import ExtractConfig
+    from pipelines.extract import run_extract
+
+    stats = run_extract(
+        [str(shared_data / "warc" / "resiliparse" / "clipped.warc.gz")], str(tmp_path / "o.parquet"), ExtractConfig()
+    )
+    assert stats.docs_in == 1 and stats.dropped == {"truncated_record": 1} and stats.docs_kept == 0
+    assert stats.extra["truncated_at"] == 0
