@@ -135,6 +135,57 @@ def write_table(table: pa.Table, path: str | Path) -> dict[str, Any]:
     return {"rows": table.num_rows, "bytes": fs.size(p), "sha256": sha256_file(path)}
 
 
+class ShardWriter:
+    """A shard written batch by batch (memory bounded by one batch), published atomically by ``commit``.
+
+    ``with ShardWriter(output, schema) as w: w.write(batch) …; w.commit(stats, cfg, inputs)`` — the same tmp file +
+    rename, manifest entry and ``_stats`` file as ``write_shard``. Leaving the block without ``commit`` (an error)
+    removes the partial file: a shard is either complete and in the manifest, or absent.
+    """
+
+    def __init__(self, output: str | Path, schema: pa.Schema, row_group_size: int = 8192):
+        self.output = str(output)
+        self.fs, self.path = fsspec.core.url_to_fs(self.output)
+        self.fs.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.tmp = f"{self.path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+        self._file = self.fs.open(self.tmp, "wb")
+        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+        self.row_group_size = row_group_size
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows:
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+            self.rows += batch.num_rows
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+            self._writer = None
+
+    def commit(self, stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> Any:
+        stats.check()
+        self._close()
+        self.fs.mv(self.tmp, self.path)
+        facts = {"rows": self.rows, "bytes": self.fs.size(self.path), "sha256": sha256_file(self.output)}
+        stats.bytes_out = facts["bytes"]
+        stage_dir = Path(self.output).parent
+        Manifest(stage_dir).record(self.output, facts, config_hash(cfg), inputs)
+        stats.save(stage_dir / "_stats" / f"{shard_id(self.output)}.json")
+        return stats
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:  # not committed
+            self._close()
+            if self.fs.exists(self.tmp):
+                self.fs.rm(self.tmp)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
