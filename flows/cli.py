@@ -9,7 +9,10 @@ lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
 lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
 lmpipe task tokenize --input A.parquet … --output OUT_DIR [--vocab-size N]
 lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
+lmpipe explore --input FILTER_DIR --set gopher_quality.min_doc_words=100   # what-if on stored scores
 lmpipe generate --run RUN_DIR --prompt "…"
+lmpipe export --run RUN_DIR --to hf [--output DIR]  # Hugging Face GPT-2 checkpoint + tokenizer
+lmpipe locate TOKENS_DIR/train_00000.bin OFFSET  # the document (id, url, WARC record) holding that token
 lmpipe serve                                 # deployments + schedules for the Prefect UI
 """
 
@@ -255,12 +258,99 @@ def generate(
     """Generate text from a trained run."""
     from pipelines.train import generate_text
 
-    console.print(
-        generate_text(
+    try:
+        text = generate_text(
             run_dir, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, seed=seed
-        ),
-        highlight=False,
+        )
+    except FileNotFoundError as e:
+        _fail(str(e))
+    console.print(text, highlight=False)
+
+
+class ExportFormat(StrEnum):
+    hf = "hf"
+
+
+@app.command()
+def export(
+    run_dir: Annotated[str, typer.Option("--run", help="Run directory of a training.")],
+    to: Annotated[ExportFormat, typer.Option("--to", help="hf: a Hugging Face GPT2LMHeadModel + tokenizer.")],
+    output: Annotated[str | None, typer.Option(help="Output directory (default RUN_DIR/hf).")] = None,
+) -> None:
+    """Export a run's last checkpoint (hf: loadable by transformers' AutoModelForCausalLM / AutoTokenizer)."""
+    _quiet_libraries(direct=True)
+    from pipelines.train.export import export_hf
+
+    try:
+        result = export_hf(run_dir, output)
+    except (FileNotFoundError, ImportError) as e:
+        _fail(str(e))
+    console.print_json(json.dumps(result))
+
+
+@app.command()
+def locate(
+    shard: Annotated[Path, typer.Argument(help="A token shard, e.g. data/sample/tokens/train_00000.bin.")],
+    offset: Annotated[int, typer.Argument(help="Token position in the shard (0 = first token after the header).")],
+) -> None:
+    """Map a token position of a .bin shard to its document: id, url, warc_path, warc_offset (what the source has)."""
+    from pipelines.token_shards import TokenShardError
+    from pipelines.token_shards import locate as locate_token
+
+    try:
+        found = locate_token(shard, offset)
+    except (TokenShardError, FileNotFoundError) as e:
+        _fail(str(e))
+    for key, value in found.items():
+        line = f"{key}: {value!r}" if key in ("token", "context") else f"{key}: {value}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # verbatim, one line per field
+
+
+@app.command()
+def explore(
+    input_path: Annotated[Path, typer.Option("--input", help="A filter stage directory (or one shard).")],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Threshold to change, e.g. gopher_quality.min_doc_words=100.")
+    ] = None,
+    plots: Annotated[Path | None, typer.Option(help="Where the score histograms go (default INPUT/_explore).")] = None,
+    examples: Annotated[int, typer.Option(help="Example documents shown per rule.")] = 3,
+) -> None:
+    """Re-apply other filter thresholds to stored scores: what each rule would remove, no re-run."""
+    from pipelines.explore import ExploreError
+    from pipelines.explore import explore as run_explore
+
+    plots_dir = plots or (input_path if input_path.is_dir() else input_path.parent) / "_explore"
+    try:
+        result = run_explore(input_path, overrides or [], examples=examples, plots_dir=plots_dir)
+    except (ExploreError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for key, (old, new) in result.changed.items():
+        console.print(f"{key}: {old} → {new}", highlight=False)
+    if not result.annotated:
+        console.print("[yellow]note:[/yellow] not an --annotate-only output: only kept rows are stored")
+    table = Table(title=f"What-if over {result.rows} stored documents ({len(result.files)} shards)")
+    for col in ("rule", "docs before", "docs after", "Δ docs", "words before", "words after"):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for r in result.rules:
+        delta = r.docs_after - r.docs_before
+        table.add_row(
+            r.rule, str(r.docs_before), str(r.docs_after), f"{delta:+d}", str(r.words_before), str(r.words_after)
+        )
+    table.add_row(
+        "kept",
+        str(result.kept_before),
+        str(result.kept_after),
+        f"{result.kept_after - result.kept_before:+d}",
+        str(result.words_kept_before),
+        str(result.words_kept_after),
     )
+    console.print(table)
+    for r in result.rules:
+        for ex in r.examples:
+            console.print(
+                f"  {r.rule} would remove {ex['id']} {ex['url'] or ''}: {ex['text'][:100]!r}", highlight=False
+            )
+    console.print(f"histograms: {plots_dir}/ ({len(result.plots)} PNG files)")
 
 
 @app.command()

@@ -7,7 +7,7 @@ Flows take these models as parameters, so the Prefect UI renders each as a docum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -108,6 +108,39 @@ class LanguageConfig(_Config):
     model_path: str | None = Field(
         None, description="Path to a fastText model (lid.176.bin, GlotLID). Default: the lid.176.ftz shipped offline."
     )
+    second_opinion: Literal["langid", "none"] = Field(
+        "langid",
+        description="Second model asked when fastText is unsure or would keep the document: langid (py3langid, "
+        "offline, 142 languages); the two distributions are averaged. 'none' = fastText alone.",
+    )
+    second_opinion_below: float = Field(
+        0.5, ge=0.0, le=1.01, description="Ask the second opinion when fastText's top probability is below this."
+    )
+    second_opinion_weight: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the second opinion in the averaged distribution (langid.py is the more accurate of the "
+        "two on short texts: bench/langid_eval.py).",
+    )
+    route_other_languages: bool = Field(
+        False,
+        description="Write documents of non-kept languages to per-language side outputs "
+        "(_languages/{lang}/{shard}.parquet beside the output) instead of only counting them as dropped.",
+    )
+
+
+class URLFilterConfig(_Config):
+    """datatrove URLFilter (FineWeb's first step): blocklisted domains, URLs and words, with its bundled lists."""
+
+    enabled: bool = True
+    soft_word_threshold: int = Field(2, ge=1, description="Drop URLs containing at least this many soft-banned words.")
+    use_integrated_lists: bool = Field(True, description="Use the blocklists shipped with datatrove (offline).")
+    extra_domains: list[str] = Field(default_factory=list, description="More domains to block.")
+    extra_urls: list[str] = Field(default_factory=list, description="More exact URLs to block.")
+    banned_words: list[str] = Field(default_factory=list, description="More words that block a URL.")
+    banned_subwords: list[str] = Field(default_factory=list, description="More substrings that block a URL.")
+    soft_banned_words: list[str] = Field(default_factory=list, description="More soft-banned words.")
 
 
 class GopherRepetitionConfig(_Config):
@@ -174,8 +207,10 @@ class FineWebQualityConfig(_Config):
 
 
 class FilterConfig(_Config):
-    """Language + quality filtering (FineWeb order: language, Gopher repetition, Gopher quality, C4, FineWeb)."""
+    """URL, language and quality filtering (FineWeb order: URL, language, Gopher repetition, Gopher quality, C4,
+    FineWeb)."""
 
+    url: URLFilterConfig = Field(default_factory=URLFilterConfig, description="URL blocklist.")
     language: LanguageConfig = Field(default_factory=LanguageConfig, description="Language identification.")
     gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig, description="")
     gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig, description="")
@@ -196,6 +231,27 @@ class DedupConfig(_Config):
     )
     jaccard_threshold: float = Field(0.7, ge=0, le=1, description="Minimum exact Jaccard when jaccard_check is on.")
     annotate_only: bool = Field(False, description="Keep duplicates; write minhash_cluster and is_duplicate only.")
+    scope: Literal["crawl", "global"] = Field(
+        "crawl",
+        description="crawl: dedup within this run's crawl (FineWeb); global: also drop documents whose band hashes "
+        "match a crawl added to the index before this one.",
+    )
+    index_dir: str | None = Field(
+        None,
+        description="Persisted band-hash index of earlier crawls (local dir). The refresh flow uses "
+        "{data_root}/_dedup_index when unset; scope=global needs it.",
+    )
+    update_index: bool = Field(
+        True, description="With index_dir: add this run's band hashes to the index under the inputs' crawl_id."
+    )
+    workers: int = Field(0, ge=0, le=256, description="Threads/processes for signatures and band grouping; 0 = cores.")
+    batch_docs: int = Field(4096, ge=16, le=1_000_000, description="Documents read and hashed per batch.")
+
+    @model_validator(mode="after")
+    def _global_scope_needs_index(self) -> DedupConfig:
+        if self.scope == "global" and not self.index_dir:
+            raise ValueError("scope=global needs index_dir (the band-hash index of earlier crawls)")
+        return self
 
     @property
     def num_perm(self) -> int:
@@ -203,40 +259,108 @@ class DedupConfig(_Config):
 
 
 PIIEntity = Literal[
-    "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "CRYPTO", "URL", "MAC_ADDRESS"
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "IP_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "CRYPTO",
+    "MAC_ADDRESS",
+    "UK_NINO",
+    "URL",
+    "PERSON",  # NER: needs spacy_model
+    "LOCATION",  # NER: needs spacy_model
 ]
+PIIReplacement = Literal["placeholder", "fake", "keep"]
 
 
 class PIIConfig(_Config):
-    """PII scrubbing with presidio-analyzer's pattern recognizers (no NLP model needed)."""
+    """PII scrubbing with presidio-analyzer's recognizers: pattern + checksum ones need no NLP model; PERSON and
+    LOCATION need an installed spaCy pipeline (``spacy_model``), which is never downloaded."""
 
     entities: list[PIIEntity] = Field(
-        default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN"],
-        description="presidio entity types to find and replace.",
+        # every type but the NER ones and URL (links are content, not personal data)
+        default_factory=lambda: [e for e in get_args(PIIEntity) if e not in ("URL", "PERSON", "LOCATION")],
+        min_length=1,
+        description="presidio entity types to find. PERSON and LOCATION switch on spaCy NER (see spacy_model).",
     )
     min_score: float = Field(0.4, ge=0, le=1, description="Minimum presidio score for a span to count.")
     phone_regions: list[str] = Field(
         default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "CA", "AU", "BR", "CH"],
+        min_length=1,
         description="Regions phonenumbers tries for numbers without a '+' prefix.",
     )
     public_ips_only: bool = Field(
         True, description="FineWeb policy: private, loopback, link-local and documentation IPs are not PII."
     )
+    replacement: dict[PIIEntity, PIIReplacement] = Field(
+        default_factory=dict,
+        description="Per entity type: 'placeholder' writes <ENTITY> (e.g. <EMAIL_ADDRESS>; the default for types "
+        "not listed), 'fake' writes fake_values[ENTITY], 'keep' leaves the text as it is (the span is still "
+        "reported in pii_spans and pii_counts).",
+    )
+    fake_values: dict[PIIEntity, str] = Field(
+        default_factory=lambda: {
+            "EMAIL_ADDRESS": "email@example.com",  # FineWeb's (datatrove PIIFormatter) first replacement
+            "PHONE_NUMBER": "555-0100",  # 555-0100..0199: reserved for fiction
+            "IP_ADDRESS": "192.0.2.1",  # TEST-NET-1 (RFC 5737): documentation, not PII under public_ips_only
+            "CREDIT_CARD": "4111 1111 1111 1111",  # the usual Visa test number
+            "IBAN_CODE": "GB82 WEST 1234 5698 7654 32",  # the ECBS example IBAN
+            "US_SSN": "078-05-1120",  # the voided Woolworth wallet-card SSN
+            "CRYPTO": "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",  # the Bitcoin wiki's example address
+            "MAC_ADDRESS": "00:00:5E:00:53:01",  # RFC 7042 documentation range
+            "UK_NINO": "QQ 12 34 56 C",  # HMRC's example prefix QQ
+            "URL": "https://example.com/",
+            "PERSON": "Jane Doe",
+            "LOCATION": "Springfield",
+        },
+        description="The fixed fake value written for each entity type whose replacement is 'fake'.",
+    )
+    spacy_model: str = Field(
+        "en_core_web_lg",
+        min_length=1,
+        description="spaCy pipeline (installed package name or directory) for PERSON and LOCATION; used only when "
+        "entities lists one of them. Never downloaded: a missing model is an error naming it.",
+    )
+    ner_batch_size: int = Field(32, ge=1, le=4096, description="Documents per spaCy nlp.pipe batch (NER only).")
     annotate_only: bool = Field(False, description="Do not replace; write pii_spans and pii_counts only.")
+
+    @model_validator(mode="after")
+    def _fake_values_cover_fake_replacements(self) -> PIIConfig:
+        missing = sorted(e for e, how in self.replacement.items() if how == "fake" and e not in self.fake_values)
+        if missing:
+            raise ValueError(f"replacement: 'fake' for {', '.join(missing)} needs fake_values for it")
+        return self
 
 
 class TokenizeConfig(_Config):
-    """Byte-level BPE training (tokenizers) and llm.c-format token shards."""
+    """Byte-level BPE training (tokenizers) and llm.c-format token shards with Parquet copies and lineage."""
 
     vocab_size: int = Field(32_768, ge=260, le=1 << 20, description="Target vocabulary size (incl. specials).")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a merge.")
     train_bytes: int = Field(
-        1_000_000_000, ge=1, description="Byte budget of text sampled (by document hash) to train the tokenizer."
+        1_000_000_000,
+        ge=1,
+        description="UTF-8 bytes of train-split text, chosen by a seeded hash of the document id, to train the BPE on.",
     )
     val_fraction: float = Field(0.05, gt=0, lt=1, description="Fraction of documents (by id hash) in the val split.")
-    shard_tokens: int = Field(100_000_000, ge=1024, description="Tokens per .bin shard.")
-    eot_token: str = Field("<|endoftext|>", description="Document separator (first special token).")
-    seed: int = Field(0, description="Seed for the train/val hash and sampling.")
+    shard_tokens: int = Field(
+        100_000_000, ge=1024, le=2**31 - 1, description="Tokens per .bin shard (the last of a split is shorter)."
+    )
+    eot_token: str = Field("<|endoftext|>", description="Document separator (first special token, id 0).")
+    special_tokens: list[str] = Field(
+        default_factory=list, description="Further special tokens, given ids 1, 2, … after the end-of-text token."
+    )
+    tokenizer_file: str | None = Field(
+        None,
+        description="Encode with this tokenizer.json instead of training one (keeps token ids across refreshes).",
+    )
+    shuffle_seed: int | None = Field(
+        None, description="Shuffle each split's documents across its shards with this seed; None keeps input order."
+    )
+    parquet_tokens: bool = Field(True, description="Also write Parquet token shards (id, tokens) beside the .bin.")
+    seed: int = Field(0, description="Seed for the train/val hash and the tokenizer's training sample.")
 
 
 class TrainConfig(_Config):
@@ -303,6 +427,25 @@ class PipelineConfig(_Config):
         else:
             extract = {**extract, "crawl_id": crawl_id}
         return {**data, "extract": extract}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dedup_index_under_data_root(cls, data: Any) -> Any:
+        """The cross-crawl dedup index lives at {data_root}/_dedup_index unless dedup.index_dir names another
+        (local data roots only): each refresh adds its crawl, and dedup.scope=global reads the earlier ones."""
+        if not isinstance(data, dict):
+            return data
+        root = data.get("data_root", cls.model_fields["data_root"].default)
+        if not isinstance(root, str) or "://" in root:
+            return data
+        index_dir = str(Path(root) / "_dedup_index")
+        dedup = data.get("dedup") or {}
+        if isinstance(dedup, DedupConfig):
+            if dedup.index_dir is None:
+                dedup = dedup.model_copy(update={"index_dir": index_dir})
+        elif isinstance(dedup, dict) and dedup.get("index_dir") is None:
+            dedup = {**dedup, "index_dir": index_dir}
+        return {**data, "dedup": dedup}
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

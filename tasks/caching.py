@@ -98,6 +98,11 @@ def outputs_valid(stage: str, inputs: list[str], output: str, cfg: BaseModel | N
                 return False
         if entry.get("inputs") != current:
             return False
+    if stage == "dedup" and cfg is not None:
+        from pipelines.dedup import index_up_to_date
+
+        if not index_up_to_date(output, cfg):  # the crawl's entry in the cross-crawl index is gone: rebuild it
+            return False
     if stage == "train" and cfg is not None:
         recorded = Path(output) / "train_config.json"
         if not recorded.exists() or json.loads(recorded.read_text()) != cfg.model_dump(mode="json"):
