@@ -25,6 +25,7 @@ from flows.paths import shard_output, stage_dir, tokens_dir
 from flows.plots import funnel_png, markdown_image
 from pipelines.config import PipelineConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
+from pipelines.explore import stage_histograms
 from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, funnel_rows, merge
 from pipelines.warc import expand_inputs
@@ -119,6 +120,15 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
         description="Documents per stage",
     )
     create_table_artifact(key="funnel-table", table=funnel_rows(stats), description="Documents per stage and reason")
+    histograms = stage_histograms(stage_dir(root, crawl, "filter"))
+    if histograms is not None:
+        create_markdown_artifact(
+            key="filter-scores",
+            markdown="# Filter scores\n\nEvery score the filter stage stored, its threshold in red "
+            "(`lmpipe explore --input DIR --set KEY=VALUE` re-applies others).\n\n"
+            + markdown_image(histograms, "filter score histograms"),
+            description="Histograms of the filter scores with their thresholds",
+        )
     if config.crawl:
         marker = refresh_marker(root, crawl)
         marker.write_text(

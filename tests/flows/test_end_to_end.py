@@ -253,10 +253,10 @@ def test_rerun_is_all_cache_hits_and_a_deleted_shard_reruns_its_downstream(run: 
     assert third["train"]["extra"]["final_val_loss"] == run["result"]["train"]["extra"]["final_val_loss"]
 
 
-def test_artifacts_show_the_funnel_and_the_loss_curve(run: dict[str, Any]) -> None:
+def test_artifacts_show_the_funnel_score_histograms_and_the_loss_curve(run: dict[str, Any]) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    keys = ["funnel", "funnel-table", "training", "report"]
+    keys = ["funnel", "funnel-table", "filter-scores", "training", "report"]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     latest = {}
@@ -265,6 +265,7 @@ def test_artifacts_show_the_funnel_and_the_loss_curve(run: dict[str, Any]) -> No
     assert set(latest) == set(keys)
     assert "minhash_duplicate" in latest["funnel"].data and "data:image/png;base64," in latest["funnel"].data
     assert "loss curve" in latest["training"].data and "data:image/png;base64," in latest["training"].data
+    assert "threshold" in latest["filter-scores"].data and "data:image/png;base64," in latest["filter-scores"].data
     table = latest["funnel-table"].data
     rows = json.loads(table) if isinstance(table, str) else table
     dup = next(r for r in rows if r["reason"] == "minhash_duplicate")
