@@ -1,19 +1,40 @@
-"""PII scrubbing of one shard with presidio-analyzer's pattern recognizers: typed placeholders, spans and counts.
+"""PII scrubbing of one shard with presidio-analyzer's recognizers, at crawl speed: spans, counts, replacement.
 
     lmpipe task pii --input IN.parquet --output OUT.parquet [--annotate-only]
+    lmpipe task pii --input IN.parquet --output OUT.parquet --set replacement.EMAIL_ADDRESS=fake
 
 Each entity in ``PIIConfig.entities`` maps to one presidio recognizer, called directly
-(``recognizer.analyze(text, entities=[...], nlp_artifacts=None)``): no AnalyzerEngine, no spaCy model, no context
-enhancement, so every score is the recognizer's own (validated checksum = 1.0, phone = 0.4, IP = 0.6, ...).
-A document is handed to a recognizer only when a cheap regex finds a candidate for it (``CANDIDATES``).
-Spans with ``score >= min_score`` count; with ``public_ips_only`` (FineWeb's policy) an IP that is not globally
-routable (private, loopback, link-local, multicast, reserved, unspecified, documentation) is not PII. Two more
-rules against false positives on web text: a 16-digit "card" starting with 1 is a run of years (``is_card_number``)
-and a phone number has at least ``MIN_PHONE_DIGITS`` digits and is not an IP address literal
-(``is_phone_number``). Overlapping spans keep the higher score, then the longer span.
+(``recognizer.analyze(text, entities=[...], nlp_artifacts=None)``): no AnalyzerEngine, no context enhancement, so
+every score is the recognizer's own (validated checksum = 1.0, phone = 0.4, IP = 0.6, ...). Pattern and checksum
+recognizers need no NLP model. PERSON and LOCATION come from spaCy NER through presidio's SpacyNlpEngine and
+SpacyRecognizer, only when they are in ``entities``; the model named by ``spacy_model`` must be installed (it is
+never downloaded: ``SpacyModelNotFoundError`` names it).
 
-Output: ``text`` with every span replaced by ``<ENTITY>`` (unless ``annotate_only``), ``pii_spans``
-(list<struct<entity, start, end>> on the ORIGINAL text) and ``pii_counts`` (list<struct<entity, count>>).
+Speed (bench/pii_throughput.py): presidio's regexes and phonenumbers' matcher are built for one document, and
+phonenumbers tries every region on every number in the text. ``PIIScrubber`` keeps presidio's recognizers and only
+decides where to call them:
+- a cheap candidate regex per entity (``Detector.candidate``) that every reportable span must contain: a document
+  without one never reaches the recognizer;
+- the recognizer runs on windows around the candidates instead of the whole text: the whitespace-free token for
+  e-mail / IP / MAC / crypto (their matches never contain whitespace, and their anchors look one character out,
+  which whitespace and the window edge answer alike), and the run of digits and phone punctuation (plus a little
+  context) for phone numbers; results are mapped back to document offsets;
+- window results are cached per process, so boilerplate repeated across a shard (a site's phone number in every
+  footer) is analysed once; NER runs as spaCy ``nlp.pipe`` batches.
+``find_pii(text, cfg, prefilter=False)`` runs every recognizer on the whole text instead; tests check both give the
+same spans on real text.
+
+Policy on top of presidio, against false positives on web text: spans need ``score >= min_score``; with
+``public_ips_only`` (FineWeb's policy) an IP that is not globally routable (private, loopback, link-local, multicast,
+reserved, unspecified, documentation) is not PII; a 16-digit "card" starting with 1 is a run of years
+(``is_card_number``); a phone number has at least ``MIN_PHONE_DIGITS`` digits joined by phone punctuation and is
+neither an IP literal nor a date or a year range (``is_phone_number``). E-mail also takes FineWeb's address regex
+(datatrove's PIIFormatter), so every address FineWeb scrubs is scrubbed here too. Overlapping spans keep the higher
+score, then the longer span.
+
+Output: ``text`` with every span replaced as ``replacement`` says (typed placeholder ``<EMAIL_ADDRESS>`` by default,
+a fixed fake value, or kept) unless ``annotate_only``; ``pii_spans`` (list<struct<entity, start, end>> on the
+ORIGINAL text) and ``pii_counts`` (list<struct<entity, count>>); stats ``pii_<ENTITY>`` per type and shard.
 PII never drops a document.
 """
 
@@ -24,8 +45,10 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -38,31 +61,57 @@ from pipelines.stats import StageStats
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 2048
+NER_ENTITIES = ("PERSON", "LOCATION")
+WINDOW_CACHE_SIZE = 65_536  # windows (per detector) whose recognizer results a scrubber keeps; then it starts over
 
-# A necessary condition for each recognizer to report a span (read off its regex, or phonenumbers' for phones), so
-# that documents without a candidate skip presidio. tests/pipelines/test_pii.py checks find_pii's result is unchanged.
-CANDIDATES: dict[str, re.Pattern[str]] = {
-    "EMAIL_ADDRESS": re.compile("@"),
-    # MIN_PHONE_DIGITS digits in one cluster; separators like ") ", " - ", "/" between digits.
-    "PHONE_NUMBER": re.compile(r"\d(?:\D{0,3}\d){4}"),
-    # presidio: 4 digits, optional '-' or ' ', then 3-4 digits ...
-    "CREDIT_CARD": re.compile(r"\d{4}[- ]?\d{3}"),
-    # presidio: 3 digits, optional separator, 2 digits ... (every SSN pattern starts that way)
-    "US_SSN": re.compile(r"\d{3}[- .]?\d{2}"),
-    # presidio's IBAN regex is case-sensitive: country code + check digits.
-    "IBAN_CODE": re.compile(r"[A-Z]{2}[0-9]{2}"),
-    # dotted IPv4 (also inside mapped/embedded IPv6), any compressed IPv6 ('::') or a full 8-group IPv6.
-    "IP_ADDRESS": re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d|::|(?:[0-9a-f]{1,4}:){7}", re.IGNORECASE),
-    "CRYPTO": re.compile(r"(?:bc1|[13])[a-z0-9]{25}", re.IGNORECASE),
-    "URL": re.compile(r"\.[a-z]{2}", re.IGNORECASE),
-    "MAC_ADDRESS": re.compile(r"[0-9a-f]{2}[:-][0-9a-f]{2}[:-]|[0-9a-f]{4}\.[0-9a-f]{4}\.", re.IGNORECASE),
-}
-
-# phonenumbers' German metadata accepts 4-digit numbers, so without this any "1694" would be a phone number.
-MIN_PHONE_DIGITS = 5
+# phonenumbers' _VALID_PUNCTUATION (what may separate the digit groups of a number) and the characters a number may
+# start with (plus signs, opening brackets); tests/pipelines/test_pii.py checks them against phonenumbers.
+PHONE_PUNCTUATION = (
+    "-x\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000()\uff08\uff09\uff3b\uff3d.\\[\\]/~\u2053"
+    "\u223c\uff5e"
+)
+PHONE_LEAD = "+\uff0b(\\[\uff08\uff3b"
+# A full national number in the default regions has at least 7 digits. Of the "phone numbers" presidio finds in the
+# pages extracted from ../shared/data/warc, all 14 with fewer digits are dates ('04-12-78'), ranges, counts or ids.
+MIN_PHONE_DIGITS = 7
+PHONE_DIGITS = re.compile(rf"\d(?:[{PHONE_PUNCTUATION}]{{0,4}}\d){{{MIN_PHONE_DIGITS - 1}}}")
+# The characters of a number's run besides digits (str.isdecimal, as re's \d): PHONE_PUNCTUATION and PHONE_LEAD.
+_PHONE_RUN_CHARS = frozenset(
+    "-x\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff0d\uff0e\uff0f \u00a0\u00ad\u200b\u2060\u3000()"
+    "\uff08\uff09\uff3b\uff3d.[]/~\u2053\u223c\uff5e+\uff0b"
+)
+_PHONE_RUN_END = re.compile(rf"[{PHONE_PUNCTUATION}\d{PHONE_LEAD}]*")
+_PHONE_EDGE = "".join(sorted(_PHONE_RUN_CHARS))
+PHONE_CONTEXT_AFTER = 24  # chars after a number's run the matcher may need: an extension ("ext. 1234"), ":ss" checks
+# Dates and year ranges that phonenumbers can read as a number in some region ('01.01.2019', '1968--1971').
+_YEAR = r"(?:1[5-9]|20)\d\d"
+DATE = re.compile(
+    rf"{_YEAR}[-./ ](?:0?[1-9]|1[0-2])[-./ ](?:0?[1-9]|[12]\d|3[01])"
+    rf"|(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|[12]\d|3[01])[-./]{_YEAR}"
+    rf"|{_YEAR} ?[-\u2010-\u2015\u2212]{{1,2}} ?{_YEAR}"
+)
+# FineWeb's e-mail regex (datatrove's PIIFormatter), taken as a second pattern of the e-mail recognizer.
+FINEWEB_EMAIL = (
+    r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:(?:[A-Za-z0-9](?:["
+    r"A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?|\[(?:(?:25[0-5]|2[0-4][0-9]|["
+    r"01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?|[A-Za-z0-9-]*[A-Za-z0-9]:)])"
+)
+_FINEWEB_EMAIL = re.compile(FINEWEB_EMAIL)
 
 SPAN_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
 COUNTS_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("count", pa.int32())]))
+
+
+class SpacyModelNotFoundError(FileNotFoundError):
+    """An NER entity type was asked for, but its spaCy pipeline is not installed (and is never downloaded)."""
+
+    def __init__(self, model: str, entities: Sequence[str]) -> None:
+        self.model = model
+        super().__init__(
+            f"PII entities {', '.join(entities)} need the spaCy model {model!r}, which is not installed "
+            f"(lmpipe never downloads models): install it (python -m spacy download {model}) or set "
+            "pii.spacy_model to an installed spaCy pipeline or its directory"
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -80,6 +129,20 @@ def placeholder(entity: str) -> str:
     return f"<{entity}>"
 
 
+def replacement_text(entity: str, cfg: PIIConfig) -> str | None:
+    """What a span of ``entity`` becomes under ``cfg.replacement``: its placeholder, its fake value, or None (kept)."""
+    how = cfg.replacement.get(entity, "placeholder")
+    if how == "keep":
+        return None
+    if how == "fake":
+        return cfg.fake_values[entity]
+    return placeholder(entity)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recognizers
+
+
 @lru_cache(maxsize=1)
 def _offline_tld_extractor() -> tldextract.TLDExtract:
     # suffix_list_urls=() + cache_dir=None: tldextract uses the public-suffix snapshot bundled in its wheel and
@@ -88,26 +151,23 @@ def _offline_tld_extractor() -> tldextract.TLDExtract:
 
 
 def _email_recognizer() -> Any:
+    from presidio_analyzer import Pattern
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
     class OfflineEmailRecognizer(EmailRecognizer):
-        """presidio's EmailRecognizer, validating the domain against the bundled suffix list (never fetches)."""
+        """presidio's EmailRecognizer plus FineWeb's address regex. An address in FineWeb's form is valid as it is
+        (FineWeb scrubs it); any other match needs a domain under a public suffix from the bundled list."""
 
         def validate_result(self, pattern_text: str) -> bool:
+            if _FINEWEB_EMAIL.fullmatch(pattern_text):
+                return True
             return _offline_tld_extractor()(pattern_text).fqdn != ""
 
-    return OfflineEmailRecognizer()
+    return OfflineEmailRecognizer(patterns=[*EmailRecognizer.PATTERNS, Pattern("Email (FineWeb)", FINEWEB_EMAIL, 0.5)])
 
 
-def recognizers(cfg: PIIConfig) -> list[tuple[str, Any]]:
-    """The (entity, presidio recognizer) pairs ``find_pii`` runs for ``cfg``, in ``cfg.entities`` order."""
-    return list(_recognizers(tuple(cfg.entities), tuple(cfg.phone_regions)))
-
-
-@lru_cache(maxsize=8)
-def _recognizers(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """(entity, presidio recognizer) pairs, built once per process and configuration."""
-    # presidio imports spaCy and torch at package import: keep that out of `import pipelines.pii`.
+def _pattern_factories(phone_regions: tuple[str, ...]) -> dict[str, Callable[[], Any]]:
+    # presidio imports spaCy at package import: keep that out of `import pipelines.pii`.
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         CryptoRecognizer,
@@ -115,11 +175,12 @@ def _recognizers(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -> t
         IpRecognizer,
         MacAddressRecognizer,
         PhoneRecognizer,
+        UkNinoRecognizer,
         UrlRecognizer,
         UsSsnRecognizer,
     )
 
-    factories = {
+    return {
         "EMAIL_ADDRESS": _email_recognizer,
         "PHONE_NUMBER": lambda: PhoneRecognizer(supported_regions=list(phone_regions)),
         "IP_ADDRESS": IpRecognizer,
@@ -127,10 +188,86 @@ def _recognizers(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -> t
         "IBAN_CODE": IbanRecognizer,
         "US_SSN": UsSsnRecognizer,
         "CRYPTO": CryptoRecognizer,
-        "URL": UrlRecognizer,
         "MAC_ADDRESS": MacAddressRecognizer,
+        "UK_NINO": UkNinoRecognizer,
+        "URL": UrlRecognizer,
     }
-    return tuple((entity, factories[entity]()) for entity in entities)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One entity's presidio recognizer and where to call it.
+
+    ``candidate`` finds something every span the recognizer can report (under the policy) contains, read off the
+    recognizer's regex (or phonenumbers'); ``window`` says what is analysed around a candidate: ``token`` (the
+    whitespace-free token), ``phone`` (the run of digits and phone punctuation) or ``text`` (the whole document).
+    """
+
+    entity: str
+    recognizer: Any
+    candidate: re.Pattern[str]
+    window: str
+
+
+# Each pattern starts with a literal or a small character set where it can: re then skips ahead fast.
+CANDIDATES: dict[str, tuple[re.Pattern[str], str]] = {
+    "EMAIL_ADDRESS": (re.compile("@"), "token"),
+    "PHONE_NUMBER": (PHONE_DIGITS, "phone"),
+    # presidio: 4 digits, optional '-' or ' ', then 3-4 digits ...
+    "CREDIT_CARD": (re.compile(r"\d{4}[- ]?\d{3}"), "text"),
+    # presidio: 3 digits, optional separator, 2 digits ... (every SSN pattern starts that way)
+    "US_SSN": (re.compile(r"\d{3}[- .]?\d{2}"), "text"),
+    # presidio's IBAN regex is case-sensitive: country code + check digits.
+    "IBAN_CODE": (re.compile(r"[A-Z]{2}[0-9]{2}"), "text"),
+    # the last three octets of a dotted IPv4 (also inside mapped/embedded IPv6), the '::' of every compressed IPv6,
+    # or 6 groups between colons of a full 8-group IPv6.
+    "IP_ADDRESS": (re.compile(r"\.\d{1,3}\.\d{1,3}\.\d|::|:(?:[0-9a-fA-F]{1,4}:){6}"), "token"),
+    # '1' + 25 alphanumerics: in every address form ('1...', '3...', 'bc1...'); case-insensitive in presidio.
+    "CRYPTO": (re.compile(r"[13][^\W_]{25}"), "token"),
+    # 4 of the 5 separators of hh:hh:hh:hh:hh:hh (or '-'), or the middle group of Cisco's hhhh.hhhh.hhhh
+    "MAC_ADDRESS": (re.compile(r"[:-](?:[0-9a-fA-F]{2}[:-]){3}[0-9a-fA-F]{2}[:-]|\.[0-9a-fA-F]{4}\."), "token"),
+    # presidio (case-insensitive): 2 letters, then three 2-digit groups and a letter A-D, each after an optional space.
+    "UK_NINO": (re.compile(r"[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[a-dA-D]"), "text"),
+    "URL": (re.compile(r"\.[a-z]{2}", re.IGNORECASE), "text"),
+}
+
+
+@lru_cache(maxsize=8)
+def _detectors(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -> tuple[Detector, ...]:
+    """The pattern detectors for ``entities`` (NER types excluded), built once per process and configuration."""
+    factories = _pattern_factories(phone_regions)
+    return tuple(
+        Detector(entity, factories[entity](), *CANDIDATES[entity]) for entity in entities if entity not in NER_ENTITIES
+    )
+
+
+def recognizers(cfg: PIIConfig) -> list[tuple[str, Any]]:
+    """The (entity, presidio recognizer) pairs of ``cfg``'s pattern entities, in ``cfg.entities`` order."""
+    return [(d.entity, d.recognizer) for d in _detectors(tuple(cfg.entities), tuple(cfg.phone_regions))]
+
+
+def spacy_model_available(model: str) -> bool:
+    """True when ``model`` is an installed spaCy pipeline package or a pipeline directory."""
+    import spacy
+
+    return bool(spacy.util.is_package(model)) or Path(model).is_dir()
+
+
+@lru_cache(maxsize=2)
+def _ner_engine(model: str, entities: tuple[str, ...]) -> tuple[Any, Any]:
+    """(presidio SpacyNlpEngine, SpacyRecognizer) for ``model``; SpacyModelNotFoundError when it is not installed."""
+    if not spacy_model_available(model):
+        raise SpacyModelNotFoundError(model, entities)
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
+    engine.load()  # presidio downloads only models that are neither installed nor a path: checked above
+    return engine, SpacyRecognizer(supported_entities=list(entities))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy
 
 
 def is_public_ip(value: str) -> bool:
@@ -155,16 +292,28 @@ def is_card_number(value: str) -> bool:
 
 
 def is_phone_number(value: str) -> bool:
-    """False for a span with fewer than MIN_PHONE_DIGITS digits, or one that is an IP address literal: presidio's
-    phone recognizer (phonenumbers' lenient matcher) reads ``192.168.3.143`` as a phone number, which would scrub
-    private addresses that the public-IP policy keeps."""
-    if sum(c.isdigit() for c in value) < MIN_PHONE_DIGITS:
+    """True for a span with MIN_PHONE_DIGITS digits joined by phone punctuation (an extension's digits do not count)
+    that is neither an IP address literal (phonenumbers' lenient matcher reads ``192.168.3.143`` as a phone number,
+    which would scrub private addresses that the public-IP policy keeps) nor a date or a year range."""
+    if not PHONE_DIGITS.search(value) or DATE.fullmatch(value.strip(_PHONE_EDGE)):
         return False
     try:
         ipaddress.ip_address(value.strip())
     except ValueError:
         return True
     return False
+
+
+def _accept(entity: str, value: str, score: float, cfg: PIIConfig) -> bool:
+    if score < cfg.min_score:
+        return False
+    if entity == "IP_ADDRESS":
+        return not cfg.public_ips_only or is_public_ip(value)
+    if entity == "CREDIT_CARD":
+        return is_card_number(value)
+    if entity == "PHONE_NUMBER":
+        return is_phone_number(value)
+    return True
 
 
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
@@ -176,37 +325,152 @@ def resolve_overlaps(spans: list[Span]) -> list[Span]:
     return sorted(kept)
 
 
-def find_pii(text: str, cfg: PIIConfig, *, prefilter: bool = True) -> list[Span]:
-    """All PII spans of ``text`` under ``cfg`` (min_score, public-IP policy, overlaps resolved), sorted by start.
+# ---------------------------------------------------------------------------------------------------------------
+# Windows: where in a text a recognizer needs to look
 
-    ``prefilter=False`` runs every recognizer on every text (the result is the same, only slower).
-    """
-    spans: list[Span] = []
-    for entity, recognizer in recognizers(cfg):
-        if prefilter and not CANDIDATES[entity].search(text):
+
+def _token_windows(text: str, candidate: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Whitespace-free tokens holding a candidate, in order, without repeats."""
+    windows: list[tuple[int, int]] = []
+    for m in candidate.finditer(text):
+        if windows and m.start() < windows[-1][1]:
             continue
-        for r in recognizer.analyze(text, entities=[entity], nlp_artifacts=None):
-            if r.score < cfg.min_score:
-                continue
-            if entity == "IP_ADDRESS" and cfg.public_ips_only and not is_public_ip(text[r.start : r.end]):
-                continue
-            if entity == "CREDIT_CARD" and not is_card_number(text[r.start : r.end]):
-                continue
-            if entity == "PHONE_NUMBER" and not is_phone_number(text[r.start : r.end]):
-                continue
-            spans.append(Span(start=r.start, end=r.end, entity=entity, score=float(r.score)))
-    return resolve_overlaps(spans)
+        start = m.start()
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        end = m.end()
+        while end < len(text) and not text[end].isspace():
+            end += 1
+        windows.append((start, end))
+    return windows
 
 
-def scrub(text: str, spans: list[Span]) -> str:
-    """``text`` with each (non-overlapping) span replaced by its typed placeholder."""
+def _phone_windows(text: str) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """(window start, window end, runs) for the runs of digits and phone punctuation that could hold a reportable
+    number (PHONE_DIGITS, not a date): the run plus one character before (phonenumbers checks it for a letter) and
+    PHONE_CONTEXT_AFTER after, within the line (phonenumbers never matches across a newline); overlapping windows
+    merge. Only results starting inside a run count: the context is there for the matcher's checks."""
+    windows: list[tuple[int, int, list[tuple[int, int]]]] = []
+    pos = 0
+    for m in PHONE_DIGITS.finditer(text):
+        if m.start() < pos:
+            continue
+        start = m.start()
+        while start > 0 and (text[start - 1] in _PHONE_RUN_CHARS or text[start - 1].isdecimal()):
+            start -= 1
+        end = _PHONE_RUN_END.match(text, m.end()).end()
+        pos = end
+        if DATE.fullmatch(text[start:end].strip(_PHONE_EDGE)):
+            continue
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        a = max(line_start, start - 1)
+        b = min(len(text) if line_end < 0 else line_end, end + PHONE_CONTEXT_AFTER)
+        if windows and a < windows[-1][1]:
+            prev_a, _, runs = windows[-1]
+            windows[-1] = (prev_a, max(b, windows[-1][1]), [*runs, (start, end)])
+        else:
+            windows.append((a, b, [(start, end)]))
+    return windows
+
+
+class PIIScrubber:
+    """Finds and replaces PII for one configuration; ``find_batch`` is the batch entry ``run_pii`` uses."""
+
+    def __init__(self, cfg: PIIConfig) -> None:
+        self.cfg = cfg
+        self.detectors = _detectors(tuple(cfg.entities), tuple(cfg.phone_regions))
+        self.ner_entities = tuple(e for e in cfg.entities if e in NER_ENTITIES)
+        self.ner = _ner_engine(cfg.spacy_model, self.ner_entities) if self.ner_entities else None
+        self._cache: dict[str, dict[str, tuple[tuple[int, int, float], ...]]] = {d.entity: {} for d in self.detectors}
+
+    def _analyze(self, detector: Detector, window: str) -> tuple[tuple[int, int, float], ...]:
+        cache = self._cache[detector.entity]
+        found = cache.get(window)
+        if found is None:
+            results = detector.recognizer.analyze(window, entities=[detector.entity], nlp_artifacts=None)
+            found = tuple((r.start, r.end, float(r.score)) for r in results)
+            if len(cache) >= WINDOW_CACHE_SIZE:
+                cache.clear()
+            cache[window] = found
+        return found
+
+    def _raw(self, detector: Detector, text: str, prefilter: bool) -> Iterable[tuple[int, int, float]]:
+        if not prefilter:  # presidio's recognizer on the whole text, no cache
+            for r in detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None):
+                yield r.start, r.end, float(r.score)
+        elif detector.window == "text":  # whole documents are not cached: they rarely repeat, and are large
+            if detector.candidate.search(text):
+                for r in detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None):
+                    yield r.start, r.end, float(r.score)
+        elif detector.window == "token":
+            for a, b in _token_windows(text, detector.candidate):
+                for start, end, score in self._analyze(detector, text[a:b]):
+                    yield a + start, a + end, score
+        else:  # phone
+            for a, b, runs in _phone_windows(text):
+                for start, end, score in self._analyze(detector, text[a:b]):
+                    if any(s <= a + start < e for s, e in runs):
+                        yield a + start, a + end, score
+
+    def find_batch(self, texts: Sequence[str | None], *, prefilter: bool = True) -> list[list[Span]]:
+        """PII spans of each text (None and '' have none), policy applied and overlaps resolved, sorted by start."""
+        found: list[list[Span]] = [[] for _ in texts]
+        for detector in self.detectors:
+            for i, text in enumerate(texts):
+                if not text:
+                    continue
+                for start, end, score in self._raw(detector, text, prefilter):
+                    if _accept(detector.entity, text[start:end], score, self.cfg):
+                        found[i].append(Span(start, end, detector.entity, score))
+        if self.ner is not None:
+            self._find_ner(texts, found)
+        return [resolve_overlaps(spans) if spans else spans for spans in found]
+
+    def _find_ner(self, texts: Sequence[str | None], found: list[list[Span]]) -> None:
+        engine, recognizer = self.ner
+        todo = [i for i, t in enumerate(texts) if t]
+        nlp = engine.nlp["en"]
+        nlp.max_length = max([nlp.max_length, *(len(texts[i] or "") + 1 for i in todo)])
+        artifacts = engine.process_batch([texts[i] for i in todo], "en", batch_size=self.cfg.ner_batch_size)
+        for i, (text, nlp_artifacts) in zip(todo, artifacts, strict=True):
+            for r in recognizer.analyze(text, entities=list(self.ner_entities), nlp_artifacts=nlp_artifacts):
+                if _accept(r.entity_type, text[r.start : r.end], r.score, self.cfg):
+                    found[i].append(Span(r.start, r.end, r.entity_type, float(r.score)))
+
+    def scrub(self, text: str, spans: list[Span]) -> str:
+        """``text`` with each span replaced as ``cfg.replacement`` says."""
+        return scrub(text, spans, self.cfg)
+
+
+@lru_cache(maxsize=4)
+def _scrubber(cfg_json: str) -> PIIScrubber:
+    return PIIScrubber(PIIConfig.model_validate_json(cfg_json))
+
+
+def scrubber(cfg: PIIConfig) -> PIIScrubber:
+    """The process's PIIScrubber for ``cfg`` (its recognizers and window cache are reused across shards)."""
+    return _scrubber(cfg.model_dump_json())
+
+
+def find_pii(text: str, cfg: PIIConfig, *, prefilter: bool = True) -> list[Span]:
+    """All PII spans of ``text`` under ``cfg`` (min_score, policy, overlaps resolved), sorted by start.
+
+    ``prefilter=False`` runs every recognizer on the whole text (the result is the same, only slower).
+    """
+    return scrubber(cfg).find_batch([text], prefilter=prefilter)[0]
+
+
+def scrub(text: str, spans: list[Span], cfg: PIIConfig | None = None) -> str:
+    """``text`` with each (non-overlapping) span replaced: its typed placeholder, or as ``cfg.replacement`` says."""
     parts: list[str] = []
     pos = 0
     for span in sorted(spans):
         if span.start < pos:
             raise ValueError(f"overlapping PII spans at {span.start}: resolve them first (resolve_overlaps)")
+        new = placeholder(span.entity) if cfg is None else replacement_text(span.entity, cfg)
         parts.append(text[pos : span.start])
-        parts.append(placeholder(span.entity))
+        parts.append(text[span.start : span.end] if new is None else new)
         pos = span.end
     parts.append(text[pos:])
     return "".join(parts)
@@ -215,6 +479,7 @@ def scrub(text: str, spans: list[Span]) -> str:
 def run_pii(inputs: list[str], output: str, cfg: PIIConfig, *, limit: int | None = None) -> StageStats:
     """Find and replace PII in the input shard(s); write ``output`` with pii_spans and pii_counts. Drops nothing."""
     started = time.perf_counter()
+    finder = scrubber(cfg)  # fails fast (e.g. SpacyModelNotFoundError) before reading anything
     table = read_tables(list(inputs))
     if limit is not None:
         table = table.slice(0, limit)
@@ -226,13 +491,13 @@ def run_pii(inputs: list[str], output: str, cfg: PIIConfig, *, limit: int | None
     totals: Counter[str] = Counter()
     docs_with_pii = 0
     for batch in table.select(["text"]).to_batches(max_chunksize=BATCH_ROWS):
-        for text in batch.column(0).to_pylist():
+        texts = batch.column(0).to_pylist()
+        for text, spans in zip(texts, finder.find_batch(texts), strict=True):
             stats.bytes_in += len(text.encode("utf-8")) if text else 0
-            spans = find_pii(text, cfg) if text else []
             counts = Counter(s.entity for s in spans)
             totals.update(counts)
             docs_with_pii += bool(spans)
-            out_text.append(text if cfg.annotate_only or not spans else scrub(text, spans))
+            out_text.append(text if cfg.annotate_only or not spans else finder.scrub(text, spans))
             out_spans.append([{"entity": s.entity, "start": s.start, "end": s.end} for s in spans])
             out_counts.append([{"entity": e, "count": n} for e, n in sorted(counts.items())])
         logger.info("pii %s: %d/%d docs, %d with PII", stats.shard, len(out_text), table.num_rows, docs_with_pii)

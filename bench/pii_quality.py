@@ -1,0 +1,236 @@
+"""PII detection quality per entity type on the labelled cases in ../shared/data/pii: precision and recall.
+
+    .venv/bin/python bench/pii_quality.py                            # print the table
+    .venv/bin/python bench/pii_quality.py --write bench/RESULTS.md   # and replace its section in RESULTS.md
+
+Two sources, scored as documented in ``score_presidio_cases`` and ``score_datatrove_cases``:
+- presidio's own recognizer tests (presidio_recognizer_cases.jsonl): span-level, exact (start, end). All pattern
+  entities run at once, as the pipeline runs them (overlap resolution included); the public-IP policy is off here
+  because these cases label private addresses as IPs too.
+- datatrove's PIIFormatter test (pii_removal_input_output.json): the spans datatrove's own PIIFormatter replaces in
+  the input are the gold e-mails and public IPs, run with lmpipe's default policy (public IPs only).
+tests/pipelines/test_pii.py holds lmpipe to the acceptance figures with these same scorers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+from pipelines.config import PIIConfig, PIIEntity
+from pipelines.pii import find_pii, recognizers
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pii"
+PRESIDIO_CASES = "presidio-analyzer-cases/presidio_recognizer_cases.jsonl"
+DATATROVE_CASES = "datatrove/pii_removal_input_output.json"
+PRESIDIO_DEFAULT_LENIENCY = 1  # PhoneRecognizer's default, which lmpipe uses
+PATTERN_ENTITIES = [e for e in get_args(PIIEntity) if e not in ("PERSON", "LOCATION")]  # no NER model here
+SECTION_START = "<!-- pii_quality:start -->"
+SECTION_END = "<!-- pii_quality:end -->"
+
+
+@dataclass
+class Score:
+    """Span counts for one entity type on one source."""
+
+    entity: str
+    source: str
+    cases: int = 0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    optional: int = 0  # positives presidio itself scores below min_score: neither required nor a false positive
+    skipped: int = 0  # cases for another recognizer setting (phone leniency)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    def __add__(self, other: Score) -> Score:
+        return Score(
+            self.entity,
+            "all",
+            *(getattr(self, f) + getattr(other, f) for f in ("cases", "tp", "fp", "fn", "optional", "skipped")),
+        )
+
+
+def presidio_cases(data: Path = DEFAULT_DATA) -> list[dict]:
+    return [json.loads(line) for line in (data / PRESIDIO_CASES).read_text().splitlines() if line.strip()]
+
+
+def datatrove_constants(data: Path = DEFAULT_DATA) -> dict[str, str]:
+    return json.loads((data / DATATROVE_CASES).read_text())["constants"]
+
+
+def presidio_config(entities: list[str] | None = None) -> PIIConfig:
+    return PIIConfig(entities=entities or PATTERN_ENTITIES, public_ips_only=False)
+
+
+def score_presidio_cases(entity: str, cases: list[dict], cfg: PIIConfig) -> Score:
+    """Span-level counts of lmpipe on presidio's cases for ``entity`` (only spans of that entity count).
+
+    - a TP is an exact (start, end) match with ``expected_positions`` / ``expected_res`` (a labelled span is first
+      trimmed of whitespace: one UK_NINO label includes the space before the number, which presidio's current
+      recognizer does not); cases that give only ``expected_len`` are matched by count;
+    - positives that presidio itself scores below ``cfg.min_score`` (its label's upper bound, or the recognizer's
+      own score on the text: the 0.1-score IPv6 "::", the 0.05-score bare 9-digit SSNs) are optional: a
+      precision-oriented scrubber need not redact them, and finding one is no FP;
+    - phone cases with a ``leniency`` other than presidio's default describe another recognizer setting: skipped.
+    """
+    score = Score(entity, "presidio")
+    recognizer = dict(recognizers(cfg))[entity]
+    for case in cases:
+        if case["entity"] != entity:
+            continue
+        if case.get("leniency", PRESIDIO_DEFAULT_LENIENCY) != PRESIDIO_DEFAULT_LENIENCY:
+            score.skipped += 1
+            continue
+        score.cases += 1
+        text = case.get("text", case.get("iban"))
+        expected = [_trim(text, *p) for p in case.get("expected_positions", case.get("expected_res", []))]
+        ranges = case.get("expected_score_ranges") or []
+        own = {(r.start, r.end): r.score for r in recognizer.analyze(text, entities=[entity], nlp_artifacts=None)}
+        optional = {p for p, (_, high) in zip(expected, ranges, strict=False) if high != "max" and high < cfg.min_score}
+        optional |= {p for p in expected if own.get(p, 1.0) < cfg.min_score}
+        found = [(s.start, s.end) for s in find_pii(text, cfg) if s.entity == entity]
+        if expected:
+            required = [p for p in expected if p not in optional]
+            tp = sum(p in found for p in required)
+            score.tp += tp
+            score.fn += len(required) - tp
+            score.fp += sum(f not in expected for f in found)
+            score.optional += len(optional)
+        else:
+            tp = min(len(found), case["expected_len"])
+            score.tp += tp
+            score.fn += case["expected_len"] - tp
+            score.fp += len(found) - tp
+    return score
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def datatrove_spans(text: str) -> dict[str, list[tuple[int, int]]]:
+    """The (start, end) spans of ``text`` that datatrove's own PIIFormatter replaces, per entity type.
+
+    Its e-mail replacer runs first and the IP replacer on the result, as in ``PIIFormatter.format``; both keep a
+    match the validator rejects (a private IP) as it is.
+    """
+    from datatrove.pipeline.formatters.pii import PIIFormatter
+
+    formatter = PIIFormatter()
+    emails = [m.span() for m in formatter.emails_replacer.regex.finditer(text)]
+    # After e-mails became a replacement, the IP regex runs on what is left: IPs inside an e-mail are gone.
+    ips = [
+        m.span()
+        for m in formatter.ip_replacer.regex.finditer(text)
+        if formatter.ip_replacer.validator(m.group(0)) and not any(a <= m.start() < b for a, b in emails)
+    ]
+    return {"EMAIL_ADDRESS": emails, "IP_ADDRESS": ips}
+
+
+def score_datatrove_cases(constants: dict[str, str], cfg: PIIConfig | None = None) -> dict[str, Score]:
+    """lmpipe against datatrove's PIIFormatter on datatrove's test inputs, line by line.
+
+    Gold = the spans datatrove replaces (``datatrove_spans``). A gold span is a TP when one lmpipe span of the same
+    type covers it, else an FN; an lmpipe span that overlaps no gold span of its type is an FP. (Covering, not exact:
+    where datatrove redacts only 'email@example.com' of 'email..email@example.com', lmpipe's span is the whole
+    address.)
+    """
+    cfg = cfg or PIIConfig(entities=["EMAIL_ADDRESS", "IP_ADDRESS"])
+    scores = {e: Score(e, "datatrove") for e in ("EMAIL_ADDRESS", "IP_ADDRESS")}
+    for key in ("EMAIL_TEST_INPUT", "IP_TEST_INPUT"):
+        for line in constants[key].split("\n"):
+            gold = datatrove_spans(line)
+            found = find_pii(line, cfg)
+            for entity, score in scores.items():
+                ours = [(s.start, s.end) for s in found if s.entity == entity]
+                score.cases += bool(line.strip())
+                for a, b in gold[entity]:
+                    covered = any(s <= a and b <= e for s, e in ours)
+                    score.tp += covered
+                    score.fn += not covered
+                score.fp += sum(not any(s < b and a < e for a, b in gold[entity]) for s, e in ours)
+    return scores
+
+
+def quality_table(data: Path = DEFAULT_DATA) -> list[Score]:
+    cases = presidio_cases(data)
+    cfg = presidio_config()
+    rows = [score_presidio_cases(entity, cases, cfg) for entity in PATTERN_ENTITIES]
+    dt = score_datatrove_cases(datatrove_constants(data))
+    for entity in ("EMAIL_ADDRESS", "IP_ADDRESS"):
+        i = next(i for i, r in enumerate(rows) if r.entity == entity)
+        rows[i + 1 : i + 1] = [dt[entity], rows[i] + dt[entity]]
+    return rows
+
+
+def markdown(rows: list[Score], command: str) -> str:
+    counts = Counter(c["entity"] for c in presidio_cases())
+    unsupported = sorted(e for e in counts if e not in PATTERN_ENTITIES)
+    lines = [
+        SECTION_START,
+        "# PII: detection quality per entity type (../shared/data/pii)",
+        "",
+        f"Produced by `{command}`; method in the script's docstring. Exact spans on presidio's cases; datatrove's "
+        "PIIFormatter output as gold on datatrove's cases (public IPs only, as FineWeb).",
+        "",
+        "| entity | source | cases | TP | FP | FN | optional | precision | recall |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.entity} | {r.source} | {r.cases} | {r.tp} | {r.fp} | {r.fn} | {r.optional} | "
+            f"{r.precision:.3f} | {r.recall:.3f} |"
+        )
+    lines += [
+        "",
+        f"Not scored: presidio cases for types lmpipe does not run ({', '.join(unsupported)}: weak patterns "
+        "without a checksum); phone cases for a non-default leniency "
+        f"({sum(r.skipped for r in rows if r.source == 'presidio')}).",
+        SECTION_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Replace the text between ``start`` and ``end`` in ``path`` (or append it): other sections stay as they are."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the pii/ folder of ../shared/data")
+    parser.add_argument("--write", type=Path, help="replace the PII quality section of this Markdown file")
+    args = parser.parse_args(argv)
+    rows = quality_table(args.data)
+    command = ".venv/bin/python bench/pii_quality.py" + (f" --write {args.write}" if args.write else "")
+    section = markdown(rows, command)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
