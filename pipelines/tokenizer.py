@@ -1,53 +1,95 @@
-"""Byte-level BPE training (tokenizers) and token shards: llm.c-format .bin files plus Parquet (id, tokens).
+"""The tokenize stage: byte-level BPE trained on the cleaned corpus (tokenizers), then streaming multi-core encoding
+into llm.c-format .bin shards, Parquet token shards and a lineage index (see pipelines/token_shards.py).
 
     lmpipe task tokenize --input A.parquet [B.parquet …] --output OUT_DIR [--vocab-size N]
 
-Binary layout (llm.c): a header of 256 little-endian int32 — magic 20240520, version, token count — then the
-tokens: version 1 = uint16 (vocab ≤ 65,536, llm.c's own), version 2 = uint32 (lmpipe's variant for larger vocabs).
-Every document is preceded by the end-of-text token, as in llm.c's fineweb.py. Files: ``{split}_{index:05d}.bin``
-(split = train | val, by a hash of the document id) beside ``tokenizer.json``.
+Tokenizer: BPE over bytes with the GPT-4 (cl100k) pre-tokenization split, the end-of-text token (id 0) and any
+extra special tokens; trained on ``train_bytes`` bytes of train-split documents chosen by a seeded hash of their id
+(so the same documents are chosen on every run), or loaded from ``tokenizer_file``. Saved as ``tokenizer.json``;
+its sha256 is in ``meta.json``. Any ``transformers.PreTrainedTokenizerFast(tokenizer_file=…)`` loads it.
+
+Encoding: inputs stream in record batches; ``encode_batch`` (Rust, all cores, GIL released) encodes one batch
+while the previous one is written. Each document is preceded by the end-of-text token, so the id of that token
+occurs only as the separator: a literal "<|endoftext|>" inside a text is encoded as ordinary text. Documents go to
+``val`` or ``train`` by a hash of (seed, id), so a document keeps its split across reruns and refreshes; with
+``shuffle_seed`` the documents of each split are ordered by a hash of (shuffle_seed, id) before they are packed, a
+global shuffle across shards that leaves the train/val split alone.
+
+Text policy (round trip): decoding a document's tokens gives back its text exactly. Parquet strings are UTF-8, so
+no surrogate code point can arrive from a shard; a Python ``str`` given to ``encode_documents`` may hold them
+(e.g. from ``json.loads`` of a broken escape): a valid high+low pair is joined into its code point and each lone
+surrogate becomes U+FFFD (``str.encode("utf-16", "surrogatepass")`` then ``decode("utf-16", "replace")``).
+Null or empty texts are dropped as ``empty_text``, null ids as ``missing_id``.
+
+Outputs in OUT_DIR: tokenizer.json, {train,val}_{index:05d}.bin (+ .index.parquet lineage, + .tokens.parquet),
+meta.json (shards, token counts, sha256, tokenizer hash, config, sources), _manifest.json, _stats/all.json.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
+import shutil
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipelines import CODE_VERSION
 from pipelines.config import TokenizeConfig
-from pipelines.shards import Manifest, config_hash, read_table, sha256_file, write_table
+from pipelines.shards import Manifest, ShardSchemaError, config_hash, fingerprint, sha256_file
 from pipelines.stats import StageStats
+from pipelines.token_shards import (  # noqa: F401  (the format's names, re-exported for readers of token shards)
+    HEADER_INTS,
+    MAGIC,
+    MAGIC_U32,
+    VERSION_U16,
+    VERSION_U32,
+    DocumentBatch,
+    ShardInfo,
+    TokenShardError,
+    TokenShardWriter,
+    read_token_bin,
+    shard_header,
+    token_dtype,
+    write_token_bin,
+)
 
 log = logging.getLogger(__name__)
 
-MAGIC = 20240520
-HEADER_INTS = 256
-VERSION_U16, VERSION_U32 = 1, 2
 # GPT-4 (cl100k) pre-tokenization split, as used by tiktoken and nanochat.
 GPT4_SPLIT = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
+BATCH_ROWS = 512  # documents per encode_batch call: enough for rayon to balance two cores, small enough to overlap
+IN_FLIGHT = 2  # batches encoding at once (see _encode_stream)
+SPLITS = ("train", "val")
 
 
-class TokenShardError(ValueError):
-    """A .bin file that is not a valid token shard."""
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def split_of(doc_id: str, cfg: TokenizeConfig) -> str:
     """'val' or 'train', stable across reruns: a hash of (seed, id) against val_fraction."""
-    h = int.from_bytes(hashlib.blake2b(f"{cfg.seed}:{doc_id}".encode(), digest_size=8).digest(), "little")
-    return "val" if h / 2**64 < cfg.val_fraction else "train"
+    return "val" if _hash64(f"{cfg.seed}:{doc_id}") / 2**64 < cfg.val_fraction else "train"
 
 
 def build_tokenizer() -> Tokenizer:
+    """An untrained byte-level BPE with the GPT-4 split (no normalizer: the text is kept byte for byte)."""
     tok = Tokenizer(models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -59,13 +101,13 @@ def build_tokenizer() -> Tokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterator[str], cfg: TokenizeConfig) -> Tokenizer:
-    """Train a byte-level BPE; the end-of-text token gets id 0."""
+def train_tokenizer(texts: Iterable[str], cfg: TokenizeConfig) -> Tokenizer:
+    """Train a byte-level BPE on ``texts``; the end-of-text token gets id 0, cfg.special_tokens the next ids."""
     tok = build_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
-        special_tokens=[cfg.eot_token],
+        special_tokens=[cfg.eot_token, *cfg.special_tokens],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -73,132 +115,345 @@ def train_tokenizer(texts: Iterator[str], cfg: TokenizeConfig) -> Tokenizer:
     return tok
 
 
-def write_token_bin(path: str | Path, tokens: np.ndarray, vocab_size: int) -> None:
-    """Write one llm.c-format shard (atomically)."""
-    version, dtype = (VERSION_U16, np.uint16) if vocab_size <= 65536 else (VERSION_U32, np.uint32)
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[0], header[1], header[2] = MAGIC, version, len(tokens)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.asarray(tokens, dtype=np.dtype(dtype).newbyteorder("<")).tobytes())
-    os.replace(tmp, path)
+def load_tokenizer(path: str | Path, eot_token: str) -> Tokenizer:
+    """A tokenizer.json to encode with; it must know the end-of-text token."""
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+        raise TokenShardError(f"{path}: not a tokenizers tokenizer.json ({e})") from e
+    if tok.token_to_id(eot_token) is None:
+        raise TokenShardError(f"{path}: the tokenizer has no end-of-text token {eot_token!r}")
+    return tok
 
 
-def read_token_bin(path: str | Path) -> np.ndarray:
-    """Memory-map the tokens of an llm.c-format shard, validating its header."""
-    path = str(path)
-    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if len(header) < HEADER_INTS or header[0] != MAGIC:
-        raise TokenShardError(f"{path}: not a token shard (magic {header[0] if len(header) else None})")
-    if header[1] not in (VERSION_U16, VERSION_U32):
-        raise TokenShardError(f"{path}: unknown version {header[1]}")
-    dtype = np.dtype("<u2") if header[1] == VERSION_U16 else np.dtype("<u4")
-    expected = HEADER_INTS * 4 + int(header[2]) * dtype.itemsize
-    if os.path.getsize(path) != expected:
-        raise TokenShardError(f"{path}: size {os.path.getsize(path)} != {expected} for {header[2]} tokens")
-    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_INTS * 4, shape=(int(header[2]),))
+def replace_surrogates(text: str) -> str:
+    """Join valid surrogate pairs into their code point and replace each lone surrogate with U+FFFD."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def _training_sample(texts: list[str], ids: list[str], budget: int, seed: int) -> Iterator[str]:
-    """Documents in a seeded hash order until ``budget`` bytes: a deterministic sample of the corpus."""
-    order = sorted(range(len(ids)), key=lambda i: hashlib.blake2b(f"{seed}/{ids[i]}".encode()).digest())
-    used = 0
-    for i in order:
-        if used >= budget:
+def encode_documents(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text: no special token added, and special-token strings inside a text encoded as text.
+
+    Runs on all cores (tokenizers' rayon pool) without the GIL. ``encode_batch``, not ``encode_batch_fast``: the
+    same work on an idle machine, but ``_fast`` took 15-30 % more CPU when other jobs shared the cores
+    (bench/tokenize_throughput.py, langid-75). Texts holding surrogate code points, which UTF-8
+    cannot carry, are cleaned by ``replace_surrogates`` first (only then: the check costs nothing otherwise).
+    """
+    if not tok.encode_special_tokens:  # a setter call would fail while another thread encodes with ``tok``
+        tok.encode_special_tokens = True
+    try:
+        encodings = tok.encode_batch(texts, add_special_tokens=False)
+    except TypeError:  # tokenizers rejects a str that is not valid UTF-8 as a type error
+        if not all(isinstance(t, str) for t in texts):
+            raise
+        encodings = tok.encode_batch([replace_surrogates(t) for t in texts], add_special_tokens=False)
+    return [e.ids for e in encodings]
+
+
+def iter_documents(
+    inputs: list[str], columns: list[str], *, limit: int | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[str, int, pa.RecordBatch]]:
+    """(source, row of the batch's first document in it, batch) over the inputs in order, at most ``limit`` rows."""
+    left = limit
+    for source in inputs:
+        if left is not None and left <= 0:
             return
-        used += len(texts[i].encode())
-        yield texts[i]
+        with fsspec.open(source, "rb") as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise ShardSchemaError(source, f"not a readable Parquet file ({e})") from e
+            for col in ("id", "text"):
+                if col not in pf.schema_arrow.names:
+                    raise ShardSchemaError(source, f"missing required column '{col}' (has {pf.schema_arrow.names})")
+                kind = pf.schema_arrow.field(col).type
+                if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                    raise ShardSchemaError(source, f"column '{col}' must be string, is {kind}")
+            row = 0
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                if left is not None:
+                    if left <= 0:
+                        return
+                    batch = batch.slice(0, left)
+                    left -= batch.num_rows
+                yield source, row, batch
+                row += batch.num_rows
+
+
+def _source_name(path: str) -> str:
+    """The input as the lineage index records it: absolute for local files, so `lmpipe locate` works from anywhere."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def training_sample(inputs: list[str], cfg: TokenizeConfig, *, limit: int | None = None) -> Iterator[str]:
+    """The texts the tokenizer is trained on: train-split documents with the smallest hash of (seed, id) until
+    ``cfg.train_bytes`` UTF-8 bytes. Two streaming passes (hashes and lengths, then texts): memory is a few bytes
+    per document, and the choice does not depend on the order or sharding of the inputs."""
+    keys, sizes, train = [], [], []
+    for _, _, batch in iter_documents(inputs, ["id", "text"], limit=limit):
+        ids = batch.column("id").to_pylist()
+        sizes.append(pc.fill_null(pc.binary_length(batch.column("text")), 0).to_numpy())
+        keys.append(np.array([_hash64(f"{cfg.seed}/{i}") if i is not None else 0 for i in ids], dtype=np.uint64))
+        train.append(np.array([i is not None and split_of(i, cfg) == "train" for i in ids], dtype=bool))
+    if not keys:
+        return
+    key, size, in_train = np.concatenate(keys), np.concatenate(sizes).astype(np.int64), np.concatenate(train)
+    candidate = (size > 0) & (in_train if (in_train & (size > 0)).any() else True)  # tiny inputs: all val
+    order = np.flatnonzero(candidate)[np.argsort(key[candidate], kind="stable")]
+    cut = int(np.searchsorted(np.cumsum(size[order]), cfg.train_bytes))  # the document that reaches the budget
+    chosen = np.zeros(len(key), dtype=bool)
+    chosen[order[: cut + 1]] = True
+    log.info("tokenizer training sample: %d documents, %d bytes", chosen.sum(), size[chosen].sum())
+    pos = 0
+    for _, _, batch in iter_documents(inputs, ["text"], limit=limit):
+        mask = chosen[pos : pos + batch.num_rows]
+        pos += batch.num_rows
+        if mask.any():
+            yield from batch.column("text").filter(pa.array(mask)).to_pylist()
+
+
+class _InputBatch:
+    """One record batch of an input: the documents to encode (null ids and empty texts dropped and counted here),
+    with their rows; ``split`` packs their token ids into one DocumentBatch per split."""
+
+    def __init__(self, source: str, first_row: int, batch: pa.RecordBatch, stats: StageStats) -> None:
+        ids = batch.column("id").to_pylist()
+        texts = batch.column("text").to_pylist()
+        stats.docs_in += len(ids)
+        stats.bytes_in += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
+        self.source = source
+        self.rows: list[int] = []
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True)):
+            if doc_id is None:
+                stats.drop("missing_id")
+            elif not text:
+                stats.drop("empty_text")
+            else:
+                self.rows.append(first_row + i)
+                self.ids.append(doc_id)
+                self.texts.append(text)
+
+    def split(self, token_ids: list[list[int]], eot: int, dtype: np.dtype, cfg: TokenizeConfig) -> dict[str, Any]:
+        """Per split, a DocumentBatch: every document's tokens preceded by the end-of-text token."""
+        n = len(token_ids)
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=n) + 1
+        tokens = np.empty(int(lengths.sum()), dtype=dtype)
+        starts = np.cumsum(lengths) - lengths
+        is_text = np.ones(len(tokens), dtype=bool)
+        is_text[starts] = False
+        tokens[starts] = eot
+        tokens[is_text] = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=dtype, count=len(tokens) - n)
+        val = np.array([split_of(i, cfg) == "val" for i in self.ids], dtype=bool)
+        rows = np.asarray(self.rows, dtype=np.int64)
+        out = {}
+        for name, mask in (("train", ~val), ("val", val)):
+            if mask.any():
+                pick = np.flatnonzero(mask)
+                out[name] = DocumentBatch(
+                    ids=[self.ids[j] for j in pick],
+                    sources=[self.source] * len(pick),
+                    rows=rows[pick],
+                    lengths=lengths[pick],
+                    tokens=tokens if mask.all() else tokens[np.repeat(mask, lengths)],
+                )
+        return out
+
+
+def _encode_stream(
+    tok: Tokenizer, batches: Iterator[tuple[str, int, pa.RecordBatch]], stats: StageStats
+) -> Iterator[tuple[_InputBatch, list[list[int]]]]:
+    """Encoded batches in input order. IN_FLIGHT batches are encoding at any time in worker threads (the GIL is
+    released while Rust encodes), so the cores stay busy while the caller reads and packs, and while one batch's
+    last long documents finish on one core, the next batch's run on the other."""
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="encode") as pool:
+        pending: deque = deque()
+        for source, first_row, batch in batches:
+            docs = _InputBatch(_source_name(source), first_row, batch, stats)
+            pending.append((docs, pool.submit(encode_documents, tok, docs.texts)))
+            if len(pending) >= IN_FLIGHT:
+                docs, future = pending.popleft()
+                yield docs, future.result()
+        while pending:
+            docs, future = pending.popleft()
+            yield docs, future.result()
+
+
+class _Spool:
+    """Shuffle support: one split's encoded documents on disk (tokens) and in memory (lineage), to be re-packed in
+    a seeded hash order of their ids once every input has been read."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path, self.dtype = path, dtype
+        self.file = open(path, "wb")
+        self.ids: list[str] = []
+        self.sources: list[str] = []
+        self.rows: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+
+    def add(self, batch: DocumentBatch) -> None:
+        self.file.write(batch.tokens.astype(self.dtype, copy=False).tobytes())
+        self.ids += batch.ids
+        self.sources += batch.sources
+        self.rows.append(batch.rows)
+        self.lengths.append(batch.lengths)
+
+    def replay(self, seed: int, batch_docs: int = 4096) -> Iterator[DocumentBatch]:
+        self.file.close()
+        if not self.ids:
+            return
+        lengths = np.concatenate(self.lengths)
+        rows = np.concatenate(self.rows)
+        offsets = np.cumsum(lengths) - lengths
+        tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
+        order = np.argsort(np.array([_hash64(f"shuffle:{seed}:{i}") for i in self.ids], dtype=np.uint64), kind="stable")
+        for lo in range(0, len(order), batch_docs):
+            pick = order[lo : lo + batch_docs]
+            n = lengths[pick]
+            # gather the picked documents' token ranges: start of each range + position inside it
+            gather = np.repeat(offsets[pick] - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+            yield DocumentBatch(
+                ids=[self.ids[j] for j in pick],
+                sources=[self.sources[j] for j in pick],
+                rows=rows[pick],
+                lengths=n,
+                tokens=np.asarray(tokens[gather]),
+            )
+        del tokens
+        self.path.unlink()
+
+
+# What a tokenize run writes into OUT_DIR (and an earlier lmpipe wrote: {split}_tokens.parquet), temporaries included
+OUTPUT_NAME = re.compile(
+    r"(train|val)_(\d{5}\.(bin|index\.parquet|tokens\.parquet)|tokens\.parquet)(\.tmp-.*)?|\.spool-(train|val)"
+)
+
+
+def _clear_outputs(out: Path, keep: Path | None) -> None:
+    """Remove what an earlier run left in OUT_DIR (shards of another size or config would otherwise linger)."""
+    (out / "meta.json").unlink(missing_ok=True)  # first: without it the directory never counts as done
+    (out / "_manifest.json").unlink(missing_ok=True)
+    tok = out / "tokenizer.json"
+    if tok.exists() and (keep is None or tok.resolve() != keep.resolve()):
+        tok.unlink()
+    for path in out.iterdir():
+        if path.is_file() and OUTPUT_NAME.fullmatch(path.name):
+            path.unlink()
 
 
 def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
-    """Train the tokenizer on ``inputs`` and write train/val token shards into the directory ``output``."""
+    """Train (or load) the tokenizer and write train/val token shards, their lineage and meta.json into ``output``."""
     t0 = time.monotonic()
+    inputs = [str(p) for p in inputs]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    tables = [read_table(p, columns=None) for p in inputs]
-    ids = [i for t in tables for i in t.column("id").to_pylist()]
-    texts = [x for t in tables for x in t.column("text").to_pylist()]
-    if limit is not None:
-        ids, texts = ids[:limit], texts[:limit]
-    stats = StageStats(stage="tokenize", shard="all", docs_in=len(ids))
-    stats.bytes_in = sum(len(x.encode()) for x in texts)
-
-    tok = train_tokenizer(_training_sample(texts, ids, cfg.train_bytes, cfg.seed), cfg)
     tok_path = out / "tokenizer.json"
-    tok.save(str(tok_path))
+    given = Path(cfg.tokenizer_file) if cfg.tokenizer_file else None
+    _clear_outputs(out, given)
+    stats = StageStats(stage="tokenize", shard="all")
+
+    if given is not None:
+        tok = load_tokenizer(given, cfg.eot_token)
+        if given.resolve() != tok_path.resolve():
+            shutil.copyfile(given, tok_path)
+    else:
+        tok = train_tokenizer(training_sample(inputs, cfg, limit=limit), cfg)
+        tok.save(str(tok_path))
+    t_tok = time.monotonic()
+    tok.encode_special_tokens = True  # before the encoding threads start (see encode_documents)
     eot = tok.token_to_id(cfg.eot_token)
     vocab = tok.get_vocab_size()
+    dtype = token_dtype(vocab)
 
-    encoded = tok.encode_batch_fast(texts) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(texts)
-    buffers: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-    fill = {"train": 0, "val": 0}
-    index = {"train": 0, "val": 0}
-    docs_per_split: dict[str, list[tuple[str, list[int]]]] = {"train": [], "val": []}
-    files: list[Path] = []
+    writers = {s: TokenShardWriter(out, s, cfg.shard_tokens, vocab, parquet_tokens=cfg.parquet_tokens) for s in SPLITS}
+    sinks: dict[str, Any] = (
+        {s: _Spool(out / f".spool-{s}", dtype) for s in SPLITS} if cfg.shuffle_seed is not None else writers
+    )
+    for docs, token_ids in _encode_stream(tok, iter_documents(inputs, ["id", "text"], limit=limit), stats):
+        for split, batch in docs.split(token_ids, eot, dtype, cfg).items():
+            stats.docs_kept += len(batch.ids)
+            stats.tokens += len(batch.tokens)
+            sinks[split].add(batch)
+    if cfg.shuffle_seed is not None:
+        for split in SPLITS:
+            for batch in sinks[split].replay(cfg.shuffle_seed):
+                writers[split].add(batch)
+    shards = [info for s in SPLITS for info in writers[s].close()]
+    t_enc = time.monotonic()
 
-    def flush(split: str) -> None:
-        if not buffers[split]:
-            return
-        path = out / f"{split}_{index[split]:05d}.bin"
-        write_token_bin(path, np.concatenate(buffers[split]), vocab)
-        files.append(path)
-        buffers[split], fill[split] = [], 0
-        index[split] += 1
-
-    for doc_id, enc in zip(ids, encoded, strict=True):
-        if not enc.ids:
-            stats.drop("empty_after_tokenization")
-            continue
-        stats.docs_kept += 1
-        split = split_of(doc_id, cfg)
-        arr = np.asarray([eot, *enc.ids], dtype=np.uint32)
-        docs_per_split[split].append((doc_id, enc.ids))
-        stats.tokens += len(arr)
-        # Fill shards to exactly shard_tokens; a document may continue in the next shard (as llm.c does).
-        while len(arr):
-            room = cfg.shard_tokens - fill[split]
-            buffers[split].append(arr[:room])
-            fill[split] += len(arr[:room])
-            arr = arr[room:]
-            if fill[split] >= cfg.shard_tokens:
-                flush(split)
-    for split in ("train", "val"):
-        flush(split)
-        if docs_per_split[split]:
-            doc_ids, toks = zip(*docs_per_split[split], strict=True)
-            table = pa.table({"id": pa.array(doc_ids, pa.string()), "tokens": pa.array(toks, pa.list_(pa.uint32()))})
-            p = out / f"{split}_tokens.parquet"
-            write_table(table, p)
-            files.append(p)
-
-    manifest = Manifest(out)
-    chash = config_hash(cfg)
     tok_hash = sha256_file(tok_path)
-    for f in files:
-        manifest.record(f, {"bytes": f.stat().st_size, "sha256": sha256_file(f)}, chash, inputs)
+    chash = config_hash(cfg)
+    manifest = Manifest(out)
+    for info in shards:
+        for f in info.files:
+            facts = {"bytes": f.stat().st_size, "sha256": info.sha256[f.name]}
+            if f == info.path:
+                facts["tokens"] = info.tokens
+            manifest.record(f, facts, chash, inputs)
     manifest.record(tok_path, {"bytes": tok_path.stat().st_size, "sha256": tok_hash}, chash, inputs)
+
+    per_split = {s: [i for i in shards if i.split == s] for s in SPLITS}
+    doc_tokens = stats.tokens - stats.docs_kept  # without the separators
+    kept_bytes = stats.bytes_in  # null/empty texts have no bytes, so every byte read belongs to a kept document
     meta = {
+        "format": {
+            "layout": "llm.c: 256 x int32 header (magic, version, token count), then little-endian tokens",
+            "magic": MAGIC if dtype.itemsize == 2 else MAGIC_U32,
+            "version": VERSION_U16 if dtype.itemsize == 2 else VERSION_U32,
+            "dtype": "uint16" if dtype.itemsize == 2 else "uint32",
+            "separator": "end-of-text token before every document",
+        },
+        "tokenizer": {"file": tok_path.name, "sha256": tok_hash, "vocab_size": vocab, "eot_id": eot},
         "tokenizer_sha256": tok_hash,
         "vocab_size": vocab,
         "eot_id": eot,
         "eot_token": cfg.eot_token,
-        "tokens": {
-            s: int(sum(read_token_bin(f).shape[0] for f in files if f.name.startswith(f"{s}_") and f.suffix == ".bin"))
-            for s in ("train", "val")
-        },
+        "tokens": {s: sum(i.tokens for i in per_split[s]) for s in SPLITS},
+        "documents": {s: sum(i.documents for i in per_split[s]) for s in SPLITS},
+        "bytes_per_token": round(kept_bytes / doc_tokens, 4) if doc_tokens else None,
+        "shards": [
+            {
+                "file": i.path.name,
+                "split": i.split,
+                "tokens": i.tokens,
+                "documents": i.documents,
+                "bytes": i.path.stat().st_size,
+                "sha256": i.sha256[i.path.name],
+                "index": i.files[1].name,
+                "parquet": i.files[2].name if len(i.files) > 2 else None,
+            }
+            for i in shards
+        ],
         "config": cfg.model_dump(mode="json"),
-        "sources": list(map(str, inputs)),
+        "config_hash": chash,
+        "code_version": CODE_VERSION,
+        "sources": [{"path": _source_name(p), "fingerprint": fingerprint(p)} for p in inputs],
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks the output complete
+
+    stats.bytes_out = sum(i.path.stat().st_size for i in shards)
+    stats.seconds = time.monotonic() - t0
     stats.extra.update(
         {
             "vocab_size": vocab,
+            "tokenizer_sha256": tok_hash,
             "train_tokens": meta["tokens"]["train"],
             "val_tokens": meta["tokens"]["val"],
-            "shards": len([f for f in files if f.suffix == ".bin"]),
+            "shards": len(shards),
+            "bytes_per_token": meta["bytes_per_token"] or 0.0,
+            "tokenizer_seconds": round(t_tok - t0, 3),
+            "encode_seconds": round(t_enc - t_tok, 3),
+            "tokens_per_sec": round(stats.tokens / (t_enc - t_tok), 1) if t_enc > t_tok else 0.0,
         }
     )
-    stats.seconds = time.monotonic() - t0
+    log.info(
+        "tokenized %d documents into %d tokens (%d shards, %.2f bytes/token) in %.1f s",
+        stats.docs_kept,
+        stats.tokens,
+        len(shards),
+        meta["bytes_per_token"] or 0,
+        stats.seconds,
+    )
     stats.save(out / "_stats" / "all.json")
     return stats.check()
