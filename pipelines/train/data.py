@@ -7,6 +7,7 @@ are separated by the end-of-text token, and windows may span document boundaries
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,11 @@ class TokenWindowDataset(IterableDataset):
                 yield self._batch(ids[lo : lo + self.batch_size])
 
 
+def batch_digest(x: torch.Tensor) -> str:
+    """A short sha256 of a batch's token ids: which data a rank read, comparable across processes and runs."""
+    return hashlib.sha256(x.cpu().numpy().astype(np.int64).tobytes()).hexdigest()[:16]
+
+
 def unigram_entropy(
     train_shards: list[Path], val_shards: list[Path], vocab_size: int, max_train_tokens: int = 200_000_000
 ) -> float:
@@ -154,6 +160,7 @@ class TokenDataModule(L.LightningDataModule):
         for path in self.train_shards + self.val_shards:
             read_token_bin(path)  # fail now, naming the file, rather than in a dataloader mid-run
         self.train_batches_consumed = 0  # per rank; restored from the checkpoint on resume
+        self._reported_start = False
 
     def setup(self, stage: str) -> None:
         # an id beyond the vocabulary would index the padded embedding rows silently; check a cheap sample of shards
@@ -167,8 +174,6 @@ class TokenDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        if self.train_batches_consumed and self.trainer is not None and self.trainer.is_global_zero:
-            logger.info("train data resumes at batch %d", self.train_batches_consumed)
         return self._loader(
             TokenWindowDataset(
                 self.train_shards,
@@ -187,6 +192,13 @@ class TokenDataModule(L.LightningDataModule):
         # called once per batch the training loop actually consumes (Lightning prefetches one batch ahead, so
         # counting in the dataset would be off by one at checkpoint time)
         if self.trainer is not None and self.trainer.training:
+            if not self._reported_start:  # every rank says where its data starts: distinct per rank, resumed exactly
+                self._reported_start = True
+                logger.info(
+                    "rank %d/%d: train data from batch %d (seed %d), first batch sha256 %s",
+                    self.trainer.global_rank, self.trainer.world_size, self.train_batches_consumed, self.seed,
+                    batch_digest(batch[0]),
+                )  # fmt: skip
             self.train_batches_consumed += 1
         return batch
 

@@ -20,6 +20,9 @@ from pipelines.train.model import GPT, GPTConfig
 
 logger = logging.getLogger(__name__)
 
+# Name segments that wrappers (FSDP, activation checkpointing, torch.compile) insert into parameter names.
+WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
 # MFU denominators when TrainConfig.peak_flops is unset and Lightning does not know the device.
 DEFAULT_CUDA_PEAK_FLOPS = 312e12  # A100 bf16 dense
 DEFAULT_CPU_PEAK_FLOPS = 1e12
@@ -58,6 +61,8 @@ class GPTModule(L.LightningModule):
         self.save_hyperparameters({"model": asdict(gpt_config), "train": cfg.model_dump()})
         self.cfg = cfg
         self.model = GPT(gpt_config)
+        # decided here, on the unwrapped model: under FSDP configure_optimizers sees flattened 1-D shards
+        self.no_decay = frozenset(name for name, p in self.model.named_parameters() if p.dim() < 2)
         self.flops_per_token = self.model.estimate_flops_per_token()
         self._window: deque[tuple[int, float]] = deque(maxlen=throughput_window)  # (tokens, seconds) per step
         self.train_tokens = 0  # tokens and seconds of this process's training, for the run summary
@@ -72,11 +77,16 @@ class GPTModule(L.LightningModule):
         return self.model(idx, targets)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        # decay matmul weights and embeddings; not LayerNorm weights or biases
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            for segment in WRAPPER_SEGMENTS:
+                name = name.replace(segment, "")
+            if p.requires_grad:
+                # decay matmul weights and embeddings; not LayerNorm weights or biases
+                (no_decay if name in self.no_decay else decay).append(p)
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.cfg.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            {"params": decay, "weight_decay": self.cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW(
             groups, lr=self.cfg.learning_rate, betas=(0.9, 0.95), fused=self.device.type in ("cuda", "cpu")

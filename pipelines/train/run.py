@@ -9,14 +9,13 @@ schedule, which is still laid out over ``max_steps``, so a stopped run resumes e
 
 RUN_DIR receives: checkpoints/last.ckpt, metrics.csv (step, train_loss, val_loss, lr, tokens_per_sec, mfu over the
 whole checkpoint lineage), loss_curve.png, summary.json, model_config.json, train_config.json, tokenizer.json,
-and Lightning's raw logs under logs/.
+Lightning's raw CSV logs under logs/ and TensorBoard event files under tensorboard/ (``tensorboard --logdir RUN_DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import logging
 import math
@@ -160,6 +159,34 @@ def plot_loss_curve(rows: list[dict[str, float]], baseline: float, path: Path) -
     plt.close(fig)
 
 
+def build_trainer(cfg: TrainConfig, run_dir: Path, max_steps: int, callbacks: list[Callback]) -> L.Trainer:
+    """The Trainer of a run: devices, strategy, precision, clipping and accumulation from cfg; CSV + TensorBoard logs.
+
+    bench/train_step.py times this same Trainer against a plain PyTorch loop.
+    """
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
+    return L.Trainer(
+        accelerator="auto",
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=resolve_precision(cfg),  # type: ignore[arg-type]
+        max_steps=max_steps,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=cfg.grad_clip or None,
+        val_check_interval=cfg.val_every * cfg.accumulate_grad_batches,  # counted in micro-batches
+        check_val_every_n_epoch=None,  # the train stream is endless: validation is by steps only
+        limit_val_batches=cfg.val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(10, cfg.val_every),
+        logger=loggers,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,  # a rich table on stdout; the run logs one line with the same facts
+        default_root_dir=run_dir,
+    )
+
+
 @rank_zero_only
 def write_run_files(run_dir: Path, data_dir: Path, gpt_config: GPTConfig, cfg: TrainConfig) -> None:
     """What generate_text needs besides the checkpoint; written first so a stopped run is usable too."""
@@ -190,32 +217,8 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
         enable_version_counter=False,
     )
     progress = RunProgress(every=min(10, cfg.val_every))
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs")]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
-    else:
-        log_rank0("tensorboard is not installed; logging to CSV only")
     max_steps = min(cfg.max_steps, stop_step) if stop_step else cfg.max_steps
-    trainer = L.Trainer(
-        accelerator="auto",
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=resolve_precision(cfg),  # type: ignore[arg-type]
-        max_steps=max_steps,
-        accumulate_grad_batches=cfg.accumulate_grad_batches,
-        gradient_clip_val=cfg.grad_clip or None,
-        val_check_interval=cfg.val_every * cfg.accumulate_grad_batches,  # counted in micro-batches
-        check_val_every_n_epoch=None,  # the train stream is endless: validation is by steps only
-        limit_val_batches=cfg.val_batches,
-        num_sanity_val_steps=0,
-        log_every_n_steps=min(10, cfg.val_every),
-        logger=loggers,
-        callbacks=[checkpoint, progress],
-        enable_progress_bar=False,
-        enable_model_summary=False,  # a rich table on stdout; the one line below says the same
-        default_root_dir=run_dir,
-    )
+    trainer = build_trainer(cfg, run_dir, max_steps, [checkpoint, progress])
     log_rank0(
         "model: %s preset, %d layers, %d heads, %d dims, block %d, vocab %d (padded %d), %.2fM parameters",
         cfg.preset, gpt_config.n_layer, gpt_config.n_head, gpt_config.n_embd, gpt_config.block_size,

@@ -1,4 +1,6 @@
-"""Tests of the train stage on a throwaway corpus: a byte-level BPE and llm.c shards built in-process.
+"""Tests of the train stage: the acceptance run on the sample corpus (`lmpipe task train --preset tiny`, generate,
+export to Hugging Face), and resume / DDP / input checks on a throwaway corpus (a byte-level BPE and llm.c shards
+built in-process).
 
 pytest tests/pipelines/test_train.py
 """
@@ -7,20 +9,29 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
 import random
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipelines.config import TokenizeConfig, TrainConfig
-from pipelines.tokenizer import TokenShardError, train_tokenizer, write_token_bin
+from pipelines.config import ExtractConfig, SampleConfig, TokenizeConfig, TrainConfig
+from pipelines.extract import run_extract
+from pipelines.sample import generate_sample
+from pipelines.tokenizer import TokenShardError, read_token_bin, run_tokenize, train_tokenizer, write_token_bin
 from pipelines.train import TrainingFailedError, generate_text, run_train
-from pipelines.train.data import TokenDataModule, TokenWindowDataset
+from pipelines.train.data import TokenDataModule, TokenWindowDataset, batch_digest, find_shards
+from pipelines.train.generation import EOT_TOKEN, load_model
 from pipelines.train.model import GPT, PRESETS, GPTConfig
-from pipelines.train.module import lr_multiplier
+from pipelines.train.module import GPTModule, lr_multiplier
 
 EOT = "<|endoftext|>"
 
@@ -102,6 +113,38 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+LMPIPE = [sys.executable, "-m", "flows.cli"]
+
+
+def lmpipe(*args: str | int | Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """The ``lmpipe`` command line in a subprocess (the acceptance criteria are stated as commands)."""
+    env = {**os.environ, "PREFECT_HOME": str(home), "COLUMNS": "200"}
+    proc = subprocess.run([*LMPIPE, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+DATA_START = re.compile(r"rank (\d+)/(\d+): train data from batch (\d+) \(seed (-?\d+)\), first batch sha256 (\w+)")
+
+
+def data_starts(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int, int, str]]:
+    """(rank, world size, first batch index, digest) of every training process, from the streamed subprocess logs."""
+    found = [DATA_START.search(r.getMessage()) for r in caplog.records]
+    return [(int(m[1]), int(m[2]), int(m[3]), m[5]) for m in found if m]
+
+
+def expected_digest(
+    data_dir: Path, cfg: TrainConfig, rank: int, world: int, start_batch: int, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The digest of the first train batch rank ``rank`` of ``world`` must read when starting at ``start_batch``."""
+    shards = find_shards(data_dir, "train")
+    ds = TokenWindowDataset(shards, cfg.block_size, cfg.batch_size, train=True, seed=cfg.seed, start_batch=start_batch)
+    with monkeypatch.context() as m:
+        m.setattr("pipelines.train.data._rank_and_world", lambda: (rank, world))
+        x, _ = next(iter(ds))
+    return batch_digest(x)
+
+
 # --- model -------------------------------------------------------------------------------------------------------
 
 
@@ -143,6 +186,20 @@ def test_lr_schedule() -> None:
     assert lr_multiplier(55, **kw) == pytest.approx(0.55)
     assert lr_multiplier(100, **kw) == pytest.approx(0.1)
     assert lr_multiplier(500, **kw) == pytest.approx(0.1)
+
+
+def test_weight_decay_groups() -> None:
+    """AdamW decays matmul weights and the (tied) embeddings, not LayerNorm weights; groups are chosen by name."""
+    gpt = GPTConfig(vocab_size=500, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=True)
+    module = GPTModule(gpt, small_config(weight_decay=0.1))
+    optimizer = module.configure_optimizers()["optimizer"]
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    params = dict(module.model.named_parameters())
+    assert {id(p) for p in decay["params"]} == {id(p) for p in params.values() if p.dim() == 2}
+    assert {id(p) for p in no_decay["params"]} == {id(p) for p in params.values() if p.dim() == 1}
+    assert any(p is module.model.lm_head.weight for p in decay["params"])  # tied to wte, listed once
+    assert len(decay["params"]) + len(no_decay["params"]) == len(params)
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -201,31 +258,123 @@ def test_window_dataset_val_is_sequential_and_split_over_ranks(tmp_path: Path, m
 # --- training (subprocess) ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def sample_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample corpus as the pipeline makes it: sample WARC (120 pages) → extract → tokenize (vocab 512)."""
+    root = tmp_path_factory.mktemp("sample-corpus")
+    warcs = generate_sample(root / "warc", SampleConfig(pages=120, files=1))
+    run_extract([str(warcs[0])], str(root / "extract.parquet"), ExtractConfig())
+    run_tokenize(
+        [str(root / "extract.parquet")], str(root / "tokens"), TokenizeConfig(vocab_size=512, val_fraction=0.1)
+    )
+    return root
+
+
+# the tiny preset as it comes (block 128, batch 16), a short schedule
+SAMPLE_RUN = dict(max_steps=50, val_every=25, val_batches=4, warmup_steps=10)
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`lmpipe task train --preset tiny` on the sample corpus's tokens: the run directory and the printed stats."""
+    run_dir = tmp_path_factory.mktemp("sample-run") / "run"
+    sets = [a for k, v in SAMPLE_RUN.items() if k != "max_steps" for a in ("--set", f"{k}={v}")]
+    proc = lmpipe(
+        "task", "train", "--data", sample_corpus / "tokens", "--output", run_dir, "--preset", "tiny",
+        "--max-steps", SAMPLE_RUN["max_steps"], *sets, "--direct", home=run_dir.parent / "prefect",
+    )  # fmt: skip
+    stats = json.loads(proc.stdout[proc.stdout.rindex('{\n  "stage"') :])
+    return run_dir, stats
+
+
 @pytest.mark.slow
-def test_run_train_beats_unigram_baseline(tokens_dir: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    stats = run_train(tokens_dir, run_dir, small_config(max_steps=60, val_every=20))
+def test_task_train_on_sample_corpus_beats_unigram_baseline(
+    sample_run: tuple[Path, dict], sample_corpus: Path, tmp_path: Path
+) -> None:
+    run_dir, stats = sample_run
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 60
-    assert summary["final_val_loss"] < summary["unigram_entropy"] - 0.5, summary
+    steps, batch, block = SAMPLE_RUN["max_steps"], TrainConfig().batch_size, PRESETS["tiny"]["block_size"]
+    assert summary["steps"] == stats["extra"]["steps"] == steps
+    assert stats["stage"] == "train" and stats["tokens"] == summary["tokens"] == steps * batch * block
+    assert json.loads((run_dir / "train_config.json").read_text())["preset"] == "tiny"
+    # the baseline: cross-entropy of the val tokens under the train tokens' unigram distribution (add-one smoothed)
+    tokens = sample_corpus / "tokens"
+    train = np.concatenate([read_token_bin(p) for p in find_shards(tokens, "train")]).astype(np.int64)
+    val = np.concatenate([read_token_bin(p) for p in find_shards(tokens, "val")]).astype(np.int64)
+    vocab = json.loads((run_dir / "model_config.json").read_text())["vocab_size"]  # the tokenizer's
+    counts = np.bincount(train, minlength=vocab) + 1.0
+    assert summary["unigram_entropy"] == pytest.approx(-np.log(counts / counts.sum())[val].mean(), rel=1e-9)
+    assert summary["final_val_loss"] < summary["unigram_entropy"] - 0.3, summary
     assert summary["final_train_loss"] < summary["unigram_entropy"]
     assert summary["tokens_per_sec"] > 0 and 0 < summary["mfu"] < 1
-    assert summary["sample"].startswith("The farmer") and len(summary["sample"]) > len("The farmer")
-    assert stats.stage == "train" and stats.tokens == 60 * 8 * 64
-    assert stats.extra["final_val_loss"] == summary["final_val_loss"]
 
+    # metrics.csv: one row per logged step, val_loss at every validation, falling
     rows = metrics_rows(run_dir)
     assert {"step", "train_loss", "val_loss", "lr", "tokens_per_sec", "mfu"} <= set(rows[0])
     val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
-    assert [s for s, _ in val] == [20, 40, 60]
-    assert val[-1][1] == pytest.approx(summary["final_val_loss"])
-    assert val[-1][1] < val[0][1]
-    for name in ("loss_curve.png", "model_config.json", "tokenizer.json", "checkpoints/last.ckpt"):
+    assert [s for s, _ in val] == [25, 50]
+    assert val[-1][1] == pytest.approx(summary["final_val_loss"]) and val[-1][1] < val[0][1]
+    assert all(float(r["tokens_per_sec"]) > 0 for r in rows if r["tokens_per_sec"])
+
+    # TensorBoard: the same scalars
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tb_dir,) = (run_dir / "tensorboard").iterdir()
+    events = EventAccumulator(str(tb_dir))
+    events.Reload()
+    assert {"train_loss", "val_loss", "lr", "tokens_per_sec", "mfu"} <= set(events.Tags()["scalars"])
+    assert [e.value for e in events.Scalars("val_loss")] == pytest.approx([v for _, v in val])
+
+    assert (run_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("model_config.json", "tokenizer.json", "checkpoints/last.ckpt"):
         assert (run_dir / name).is_file(), name
 
-    text = generate_text(run_dir, "The baker", max_new_tokens=30, seed=1)
-    assert text.startswith("The baker") and len(text) > len("The baker")
-    assert text == generate_text(run_dir, "The baker", max_new_tokens=30, seed=1)  # seeded
+    # generation: `lmpipe generate` prints the prompt and a sampled continuation, reproducible by its seed
+    args = dict(max_new_tokens=30, temperature=0.8, top_k=20, seed=1)
+    proc = lmpipe("generate", "--run", run_dir, "--prompt", "The garden", "--max-new-tokens", 30,
+                  "--temperature", 0.8, "--top-k", 20, "--seed", 1, home=tmp_path)  # fmt: skip
+    text = proc.stdout.rstrip("\n")
+    assert text.startswith("The garden") and len(text.split()) > 5
+    assert text == generate_text(run_dir, "The garden", **args)
+    assert summary["sample"].startswith("The") and len(summary["sample"]) > len("The")
+
+
+@pytest.mark.slow
+def test_export_to_hf_matches_lmpipe_logits(sample_run: tuple[Path, dict], sample_corpus: Path, tmp_path: Path) -> None:
+    """`lmpipe export --to hf`: transformers loads model and tokenizer; logits equal lmpipe's on real text (1e-4)."""
+    transformers = pytest.importorskip("transformers")
+    run_dir, _ = sample_run
+    out = tmp_path / "hf"
+    proc = lmpipe("export", "--run", run_dir, "--to", "hf", "--output", out, home=tmp_path)
+    result = json.loads(proc.stdout)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(result["files"])
+
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    assert type(hf_model).__name__ == "GPT2LMHeadModel"
+    model, tokenizer = load_model(run_dir)
+    assert hf_model.num_parameters() == result["params"]
+    # the tokenizer's vocabulary: rows lmpipe pads the embedding with are dropped
+    assert hf_model.get_input_embeddings().weight.shape == (model.config.vocab_size, model.config.n_embd)
+
+    # real text: a document of the sample corpus, tokenized the same way by both tokenizers
+    text = pq.read_table(sample_corpus / "extract.parquet", columns=["text"]).column("text")[5].as_py()
+    ids = tokenizer.encode(text).ids
+    assert hf_tokenizer(text)["input_ids"] == ids and hf_tokenizer.decode(ids) == tokenizer.decode(ids)
+    eot = tokenizer.token_to_id(EOT_TOKEN)
+    assert hf_tokenizer.eos_token_id == eot
+    idx = torch.tensor([[eot, *ids][: model.config.block_size]])  # (1, T)
+    with torch.no_grad():
+        ours, _ = model(idx, targets=idx)  # (1, T, padded vocab)
+        theirs = hf_model(input_ids=idx).logits  # (1, T, vocab)
+    assert theirs.shape == (1, idx.size(1), model.config.vocab_size)
+    assert (ours[..., : model.config.vocab_size] - theirs).abs().max().item() < 1e-4
+
+    # greedy continuations agree token for token
+    prompt = idx[:, :16]
+    ours_greedy = model.generate(prompt, 20, temperature=0)
+    theirs_greedy = hf_model.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=eot)
+    assert torch.equal(ours_greedy, theirs_greedy)
 
 
 @pytest.mark.slow
@@ -275,15 +424,32 @@ def test_changed_token_shards_start_a_fresh_run(tokens_dir: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_stopped_and_resumed_run_equals_straight_run(tokens_dir: Path, tmp_path: Path) -> None:
-    cfg = small_config(max_steps=20, val_every=10, warmup_steps=5)
+def test_stopped_and_resumed_run_equals_straight_run(
+    tokens_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 steps straight == 10 steps, stop, resume for 10: same losses at step 20 (1e-5), data position included."""
+    caplog.set_level(logging.INFO, logger="pipelines.train")
+    # two micro-batches per step: the data position counts micro-batches, not optimizer steps
+    cfg = small_config(max_steps=20, val_every=10, warmup_steps=5, batch_size=4, accumulate_grad_batches=2)
     straight = run_train(tokens_dir, tmp_path / "straight", cfg)
     run_train(tokens_dir, tmp_path / "resumed", cfg, limit=10)
+    stopped = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stopped["global_step"] == 10 and stopped["TokenDataModule"]["train_batches_consumed"] == 20
     assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["steps"] == 10
+
+    caplog.clear()
     resumed = run_train(tokens_dir, tmp_path / "resumed", cfg)
+    # the resumed process read on from micro-batch 20: exactly the batch the straight run trained on next
+    assert data_starts(caplog) == [(0, 1, 20, expected_digest(tokens_dir, cfg, 0, 1, 20, monkeypatch))]
     assert resumed.extra["steps"] == 20
     assert resumed.extra["final_val_loss"] == pytest.approx(straight.extra["final_val_loss"], abs=1e-5)
     assert resumed.extra["final_train_loss"] == pytest.approx(straight.extra["final_train_loss"], abs=1e-5)
+    for a, b in zip(metrics_rows(tmp_path / "straight"), metrics_rows(tmp_path / "resumed"), strict=True):
+        assert a["step"] == b["step"]
+        for key in ("train_loss", "val_loss", "lr"):
+            assert (a[key] == b[key] == "") or float(a[key]) == pytest.approx(float(b[key]), abs=1e-5), (key, a, b)
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["TokenDataModule"]["train_batches_consumed"] == 40
 
 
 def test_run_train_failure_names_the_file(tokens_dir: Path, tmp_path: Path) -> None:
@@ -303,10 +469,25 @@ def test_run_train_failure_names_the_file(tokens_dir: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes(tokens_dir: Path, tmp_path: Path) -> None:
-    """Lightning's DDP re-launches ``python -m pipelines.train.run`` for rank 1; both ranks train, rank 0 reports."""
-    cfg = small_config(max_steps=10, val_every=5, strategy="ddp", devices=2)
+def test_ddp_on_two_cpu_processes(
+    tokens_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's DDP re-launches ``python -m pipelines.train.run`` for rank 1 (gloo on CPU): each rank reads its own
+    data, the loss falls, rank 0 reports."""
+    caplog.set_level(logging.INFO, logger="pipelines.train")
+    cfg = small_config(max_steps=15, val_every=5, warmup_steps=3, strategy="ddp", devices=2)
     stats = run_train(tokens_dir, tmp_path / "run", cfg)
-    assert stats.extra["steps"] == 10
-    assert stats.tokens == 10 * 2 * 8 * 64  # two ranks' batches per step
-    assert [int(r["step"]) for r in metrics_rows(tmp_path / "run") if r["val_loss"]] == [5, 10]
+    assert any("distributed_backend=gloo" in r.getMessage() for r in caplog.records)
+    assert stats.extra["steps"] == 15
+    assert stats.tokens == 15 * 2 * 8 * 64  # two ranks' batches per step
+
+    starts = sorted(data_starts(caplog))
+    assert [(rank, world, batch) for rank, world, batch, _ in starts] == [(0, 2, 0), (1, 2, 0)]
+    assert starts[0][3] != starts[1][3]  # distinct data per rank ...
+    for rank, _, _, digest in starts:  # ... each exactly the windows of its (rank, world) stream
+        assert digest == expected_digest(tokens_dir, cfg, rank, 2, 0, monkeypatch)
+
+    val = [(int(r["step"]), float(r["val_loss"])) for r in metrics_rows(tmp_path / "run") if r["val_loss"]]
+    assert [s for s, _ in val] == [5, 10, 15]
+    losses = [v for _, v in val]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0] - 0.5, val  # falling
