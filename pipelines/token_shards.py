@@ -16,7 +16,8 @@ Beside each ``{split}_{index:05d}.bin`` (split = train | val):
 - ``{split}_{index:05d}.index.parquet`` — lineage, one row per document piece in the shard: ``id``, ``start`` /
   ``end`` (token positions in this shard, end exclusive; the piece includes the leading end-of-text token),
   ``doc_start`` (position of ``start`` within the document's own tokens counting that end-of-text token; > 0 only
-  for a document continued from the previous shard), ``source`` (the input Parquet file) and ``row`` (its row there).
+  for a document continued from the previous shard), ``source`` (the input Parquet file, relative to this
+  directory when local, so the data root can move) and ``row`` (its row there).
   Through ``source``/``row`` any token leads back to the input row, and from there to ``url``, ``warc_path`` and
   ``warc_offset`` (the WARC record).
 - ``{split}_{index:05d}.tokens.parquet`` — ``id``, ``tokens`` (the document's tokens, no end-of-text) for every
@@ -354,7 +355,11 @@ def locate(shard: str | Path, offset: int) -> dict[str, Any]:
         result["token"] = tok.id_to_token(int(tokens[offset]))
         lo, hi = max(row["start"], offset - 8), min(row["end"], offset + 9)
         result["context"] = tok.decode(tokens[lo:hi].tolist(), skip_special_tokens=True)
-    result.update(_source_row(row["source"], row["row"], row["id"]))
+    source = row["source"]
+    if "://" not in source and not os.path.isabs(source):  # recorded relative to the token directory
+        source = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(shard)), source))
+        result["source"] = source
+    result.update(_source_row(source, row["row"], row["id"]))
     return result
 
 

@@ -180,9 +180,11 @@ def iter_documents(
                 row += batch.num_rows
 
 
-def _source_name(path: str) -> str:
-    """The input as the lineage index records it: absolute for local files, so `lmpipe locate` works from anywhere."""
-    return path if "://" in path else os.path.abspath(path)
+def _source_name(path: str, out: Path) -> str:
+    """The input as the lineage index records it: local files relative to the token directory (``../pii/x.parquet``),
+    so a data root can move or be copied and its lineage still resolves (``locate`` joins it to the shard's
+    directory), and two runs over the same data in different places write identical bytes; URLs as they are."""
+    return path if "://" in path else os.path.relpath(os.path.abspath(path), os.path.abspath(out))
 
 
 def training_sample(inputs: list[str], cfg: TokenizeConfig, *, limit: int | None = None) -> Iterator[str]:
@@ -262,7 +264,7 @@ class _InputBatch:
 
 
 def _encode_stream(
-    tok: Tokenizer, batches: Iterator[tuple[str, int, pa.RecordBatch]], stats: StageStats
+    tok: Tokenizer, batches: Iterator[tuple[str, int, pa.RecordBatch]], stats: StageStats, out: Path
 ) -> Iterator[tuple[_InputBatch, list[list[int]]]]:
     """Encoded batches in input order. IN_FLIGHT batches are encoding at any time in worker threads (the GIL is
     released while Rust encodes), so the cores stay busy while the caller reads and packs, and while one batch's
@@ -270,7 +272,7 @@ def _encode_stream(
     with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="encode") as pool:
         pending: deque = deque()
         for source, first_row, batch in batches:
-            docs = _InputBatch(_source_name(source), first_row, batch, stats)
+            docs = _InputBatch(_source_name(source, out), first_row, batch, stats)
             pending.append((docs, pool.submit(encode_documents, tok, docs.texts)))
             if len(pending) >= IN_FLIGHT:
                 docs, future = pending.popleft()
@@ -370,7 +372,7 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
     sinks: dict[str, Any] = (
         {s: _Spool(out / f".spool-{s}", dtype) for s in SPLITS} if cfg.shuffle_seed is not None else writers
     )
-    for docs, token_ids in _encode_stream(tok, iter_documents(inputs, ["id", "text"], limit=limit), stats):
+    for docs, token_ids in _encode_stream(tok, iter_documents(inputs, ["id", "text"], limit=limit), stats, out):
         for split, batch in docs.split(token_ids, eot, dtype, cfg).items():
             stats.docs_kept += len(batch.ids)
             stats.tokens += len(batch.tokens)
@@ -428,7 +430,7 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
         "config": cfg.model_dump(mode="json"),
         "config_hash": chash,
         "code_version": CODE_VERSION,
-        "sources": [{"path": _source_name(p), "fingerprint": fingerprint(p)} for p in inputs],
+        "sources": [{"path": _source_name(p, out), "fingerprint": fingerprint(p)} for p in inputs],
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks the output complete
 

@@ -156,7 +156,9 @@ def test_parquet_token_shards_and_meta_describe_the_bins(corpus: dict) -> None:
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tokenizer_sha256"] == sha256_file(out / "tokenizer.json")
     assert meta["format"]["magic"] == 20240520 and meta["format"]["version"] == 1
-    assert [s["path"] for s in meta["sources"]] == [str(Path(p).resolve()) for p in corpus["inputs"]]
+    # local sources are recorded relative to the token directory (relocatable lineage)
+    assert all(not Path(s["path"]).is_absolute() for s in meta["sources"])
+    assert [(out / s["path"]).resolve() for s in meta["sources"]] == [Path(p).resolve() for p in corpus["inputs"]]
     assert meta["config"]["shard_tokens"] == SHARD_TOKENS
     manifest = json.loads((out / "_manifest.json").read_text())
     for entry in meta["shards"]:
