@@ -116,6 +116,13 @@ class LanguageConfig(_Config):
     second_opinion_below: float = Field(
         0.5, ge=0.0, le=1.01, description="Ask the second opinion when fastText's top probability is below this."
     )
+    second_opinion_keep_below: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.01,
+        description="A kept label is also checked by the second opinion unless fastText's probability reaches this "
+        "(near-certain labels, e.g. most web pages, skip it).",
+    )
     second_opinion_weight: float = Field(
         0.6,
         ge=0.0,

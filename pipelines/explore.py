@@ -45,6 +45,7 @@ REMEASURE = (
     "language.model_path",
     "language.second_opinion",
     "language.second_opinion_below",
+    "language.second_opinion_keep_below",
     "language.second_opinion_weight",
     "c4.",
     "fineweb.short_line_length",

