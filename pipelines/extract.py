@@ -207,7 +207,8 @@ def _release_free_heap() -> None:
 
     Pages of up to 2 MB of HTML pass through zlib, charset detection and Arrow batches; Python frees them, but Arrow's
     memory pool and glibc's arenas keep the pages, and the process's RSS climbs with the number of pages seen rather
-    than with the largest one. Trimming every _TRIM_EVERY records keeps it flat (bench/RESULTS.md, memory against WARC size).
+    than with the largest one. Trimming every _TRIM_EVERY records keeps it flat (bench/RESULTS.md, memory against WARC
+    size).
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
