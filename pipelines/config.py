@@ -463,12 +463,18 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(model: type[_Config], path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
-    """Build a config from an optional YAML file plus ``dotted.key=value`` overrides (values parsed as YAML).
+def load_config(
+    model: type[_Config],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: _Config | None = None,
+) -> Any:
+    """Build a config from ``base`` (default: the model's defaults), then an optional YAML file, then
+    ``dotted.key=value`` overrides (values parsed as YAML).
 
     Unknown or invalid fields raise pydantic's ValidationError naming the field.
     """
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = base.model_dump(mode="json") if base is not None else {}
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):

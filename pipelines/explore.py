@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.config import FilterConfig, _set_dotted
+from pipelines.config import FilterConfig, load_config
 from pipelines.filters import CONFIG_METADATA_KEY, FilterRules, score_schema
 
 logger = logging.getLogger(__name__)
@@ -115,16 +115,9 @@ def stored_config(files: list[Path]) -> FilterConfig:
 
 
 def what_if_config(base: FilterConfig, overrides: list[str]) -> tuple[FilterConfig, dict[str, tuple[Any, Any]]]:
-    """``base`` with ``dotted.key=value`` overrides; raises ExploreError for a setting that needs a re-run."""
-    import yaml
-
-    data = base.model_dump(mode="json")
-    for item in overrides:
-        if "=" not in item:
-            raise ExploreError(f"--set expects dotted.key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
-    new = FilterConfig.model_validate(data)
+    """``base`` with ``dotted.key=value`` overrides (as ``--set`` everywhere: ``load_config``); raises ExploreError
+    for a setting that needs a re-run."""
+    new = load_config(FilterConfig, overrides=overrides, base=base)
     before, after = _flatten(base.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
     changed = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after[k]}
     for key in changed:
