@@ -37,17 +37,14 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import unavailable
 from tests.deployments.prefect_server import ROOT, PrefectServer, Served, poll, wait_for_final
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 MISSING = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-pytestmark = [
-    pytest.mark.slow,
-    # A skip here rather than in the browser fixture, which runs after the session's Prefect server started.
-    pytest.mark.skipif(
-        bool(MISSING), reason=f"{' and '.join(MISSING)} not found: apt-get install chromium chromium-driver"
-    ),
-]
+pytestmark = pytest.mark.slow
+if MISSING:  # here rather than in the browser fixture, which runs after the session's Prefect server started
+    unavailable(f"{' and '.join(MISSING)} not found: apt-get install chromium chromium-driver", module_level=True)
 SCREENSHOTS = ROOT / "runs" / "ui"  # runs/ is git-ignored
 MAX_STEPS, VOCAB_SIZE = 20, 4096  # typed into the form: a short training on a small vocabulary (~60 s on 2 cores)
 # A form field: the innermost property block around its label (labels repeat across sections, e.g. "Seed").

@@ -23,8 +23,9 @@ from pipelines.filters import (
 )
 from pipelines.shards import ShardSchemaError
 from pipelines.stats import StageStats
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 LANGID = DATA / "langid" / "dev"
 DOLMA = DATA / "text" / "dolma-cc"
 # well supported by lid.176 and spread over scripts and families
@@ -45,10 +46,8 @@ NO_QUALITY = {
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"{DATA} absent: the real texts live in ../shared/data")
-    return DATA
+def data(shared_data: Path) -> Path:
+    return shared_data
 
 
 def sentences(lang: str, n: int) -> list[str]:

@@ -46,8 +46,9 @@ from pipelines.pii import (
     scrub,
 )
 from pipelines.stats import StageStats
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 PII_DATA = DATA / "pii"
 DATATROVE_CASES = PII_DATA / "datatrove" / "pii_removal_input_output.json"
 DOLMA = DATA / "text" / "dolma-cc"
@@ -55,10 +56,8 @@ AEB_GROUND_TRUTH = DATA / "extraction" / "aeb" / "ground-truth.json"  # 181 real
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"{DATA} absent: the real PII cases live in ../shared/data")
-    return DATA
+def data(shared_data: Path) -> Path:
+    return shared_data
 
 
 def _dolma_texts() -> list[str]:

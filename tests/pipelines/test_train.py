@@ -342,7 +342,8 @@ def test_task_train_on_sample_corpus_beats_unigram_baseline(
 @pytest.mark.slow
 def test_export_to_hf_matches_lmpipe_logits(sample_run: tuple[Path, dict], sample_corpus: Path, tmp_path: Path) -> None:
     """`lmpipe export --to hf`: transformers loads model and tokenizer; logits equal lmpipe's on real text (1e-4)."""
-    transformers = pytest.importorskip("transformers")
+    import transformers  # the dev extra installs it (lmpipe[hf])
+
     run_dir, _ = sample_run
     out = tmp_path / "hf"
     proc = lmpipe("export", "--run", run_dir, "--to", "hf", "--output", out, home=tmp_path)
