@@ -103,6 +103,10 @@ def test_round_trip_is_exact_on_real_multilingual_text(corpus: dict) -> None:
         # the acceptance check as stated: decode everything, split at the separator
         assert tok.decode(tokens, skip_special_tokens=False).split(EOT)[1:] == texts
         assert [tok.decode(d) for d in _split_documents(tokens, eot)] == texts
+        # the stage encodes with encode_batch_fast: the same ids as the offset-tracking encode_batch
+        tok.encode_special_tokens = True
+        assert _split_documents(tokens, eot) == [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+        tok.encode_special_tokens = False
     code_points = {ord(c) for d in expected["train"] + expected["val"] for c in d["text"]}
     scripts = {"CJK": (0x4E00, 0x9FFF), "Hangul": (0xAC00, 0xD7AF), "Cyrillic": (0x400, 0x4FF), "Greek": (0x370, 0x3FF)}
     scripts |= {"Arabic": (0x600, 0x6FF), "Devanagari": (0x900, 0x97F), "Thai": (0xE00, 0xE7F)}
