@@ -13,9 +13,14 @@ Peers, all with the same trained tokenizer.json (byte-level BPE, GPT-4 split, vo
 - ``lmpipe-bin``: the same with ``parquet_tokens=False`` (.bin shards + lineage index + manifest, no Parquet token
   shards), the stage as the speed criterion of issue #7 states it.
 
-Each bare peer gets a freshly loaded tokenizer (untimed), as the stage does, so no peer inherits a warm BPE cache
-from another. The peers run interleaved, ``--rounds`` times, the order rotating each round; per-round ratios compare
-runs made under the same machine load. Throughput ratio = bare wall time / lmpipe wall time (≥ 0.9 required).
+Every run is a fresh Python process (this script with ``--run-one``). In one process that loads a fresh tokenizer
+per run, each run was slower than the last (dolma-cc, ``encode_batch``: 3.4 → 4.7 CPU s over 8 runs, RSS +10 MB per
+tokenizer; tokenizers 0.23 keeps per-thread word caches, ``BPE::tokenize_with_cache``), which made in-process A/B
+comparisons depend on their order; a fresh process inherits no heap, cache or allocator state.
+A bare peer's child reads the texts from the Parquet inputs and loads the tokenizer before
+its clock starts; the stage's clock includes both, as they are part of the stage. The peers run interleaved,
+``--rounds`` times, the order rotating each round; per-round ratios compare runs made under the same machine load.
+Throughput ratio = bare wall time / lmpipe wall time (≥ 0.9 required).
 tokens/s counts document tokens (the separators lmpipe adds are not counted); bytes/token = UTF-8 bytes / tokens.
 
 Workloads (real text from ../shared/data): ``dolma-cc`` — the 30 Common Crawl documents of text/dolma-cc, ``--copies``
@@ -31,6 +36,7 @@ import gzip
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,21 +86,31 @@ def write_inputs(docs: list[dict], tmp: Path, files: int = 4) -> list[str]:
     return paths
 
 
-def time_peer(peer: str, tok_path: Path, texts: list[str], inputs: list[str], cfg: TokenizeConfig, tmp: Path) -> dict:
+def run_one(peer: str, tok_path: Path, inputs: list[str], out: Path, shard_tokens: int) -> dict:
+    """One timed run of ``peer`` in this (fresh) process."""
     from tokenizers import Tokenizer
 
-    out = tmp / "out"
-    tok = Tokenizer.from_file(str(tok_path))
+    if peer in ("encode_batch", "encode_batch_fast"):
+        texts = [t for p in inputs for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
+        tok = Tokenizer.from_file(str(tok_path))
+        wall, cpu = time.perf_counter(), time.process_time()
+        tokens = sum(len(e.ids) for e in getattr(tok, peer)(texts))
+        return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "tokens": tokens}
+    cfg = TokenizeConfig(tokenizer_file=str(tok_path), shard_tokens=shard_tokens, parquet_tokens=peer == "lmpipe")
     wall, cpu = time.perf_counter(), time.process_time()
-    if peer == "encode_batch":
-        tokens = sum(len(e.ids) for e in tok.encode_batch(texts))
-    elif peer == "encode_batch_fast":
-        tokens = sum(len(e.ids) for e in tok.encode_batch_fast(texts))
-    else:
-        stats = run_tokenize(inputs, str(out), cfg.model_copy(update={"parquet_tokens": peer == "lmpipe"}))
-        tokens = stats.tokens - stats.docs_kept  # without the end-of-text separators
-        return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "tokens": tokens, **stats.extra}
-    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "tokens": tokens}
+    stats = run_tokenize(inputs, str(out), cfg)
+    tokens = stats.tokens - stats.docs_kept  # without the end-of-text separators
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "tokens": tokens, **stats.extra}
+
+
+def time_peer(peer: str, tok_path: Path, inputs: list[str], args: argparse.Namespace, tmp: Path) -> dict:
+    """``run_one`` in a child process (see the module docstring)."""
+    cmd = [sys.executable, __file__, "--run-one", peer, "--tokenizer", str(tok_path), "--out", str(tmp / "out")]
+    cmd += ["--shard-tokens", str(args.shard_tokens), *inputs]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{peer} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def bench(name: str, docs: list[dict], tok_path: Path, args: argparse.Namespace) -> dict:
@@ -102,13 +118,11 @@ def bench(name: str, docs: list[dict], tok_path: Path, args: argparse.Namespace)
     inputs = write_inputs(docs, tmp)
     texts = [t for p in inputs for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
     nbytes = sum(len(t.encode()) for t in texts)
-    cfg = TokenizeConfig(vocab_size=args.vocab_size, tokenizer_file=str(tok_path), shard_tokens=args.shard_tokens)
-    time_peer("encode_batch_fast", tok_path, texts[:200], inputs, cfg, tmp)  # warm-up: thread pool, page cache
     runs: dict[str, list[dict]] = {p: [] for p in PEERS}
     for r in range(args.rounds):
         order = PEERS[r % len(PEERS) :] + PEERS[: r % len(PEERS)]
         for peer in order:
-            runs[peer].append(time_peer(peer, tok_path, texts, inputs, cfg, tmp))
+            runs[peer].append(time_peer(peer, tok_path, inputs, args, tmp))
             print(f"{name} round {r + 1} {peer}: {runs[peer][-1]['wall']:.2f} s", file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
     tokens = runs["lmpipe"][0]["tokens"]
@@ -125,7 +139,9 @@ def bench(name: str, docs: list[dict], tok_path: Path, args: argparse.Namespace)
 
 def report(results: list[dict], args: argparse.Namespace, train_s: float, train_bytes: int) -> str:
     cmd = "nice -n 5 .venv/bin/python bench/tokenize_throughput.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "write" and v is not None
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in ("write", "run_one", "tokenizer", "out", "inputs")
     )
     lines = [
         BEGIN,
@@ -134,8 +150,8 @@ def report(results: list[dict], args: argparse.Namespace, train_s: float, train_
         f"Produced by `{cmd} --write bench/RESULTS.md` on 2 cores ({date.today()}); see the script's docstring for the "
         f"method. Tokenizer: byte-level BPE, GPT-4 split, vocab {args.vocab_size}, trained once on "
         f"{train_bytes / 1e6:.1f} MB of the shared real text in {train_s:.1f} s (not part of the timed runs). "
-        f"Peers interleaved, {args.rounds} rounds, order rotating; lmpipe writes .bin shards of "
-        f"{args.shard_tokens:,} tokens + lineage index + manifest (+ Parquet token shards: `lmpipe` only).",
+        f"Each run a fresh process; peers interleaved, {args.rounds} rounds, order rotating; lmpipe writes .bin "
+        f"shards of {args.shard_tokens:,} tokens + lineage index + manifest (+ Parquet token shards: `lmpipe` only).",
         "",
         "| workload | docs | MB | tokens | bytes/token | peer | median wall s | median MB/s | median tokens/s | "
         "median CPU s |",
@@ -188,7 +204,14 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=32_768)
     parser.add_argument("--shard-tokens", type=int, default=1_000_000)
     parser.add_argument("--write", type=Path, help="replace (or append) this benchmark's section of a Markdown file")
+    parser.add_argument("--run-one", choices=PEERS, help=argparse.SUPPRESS)  # child process: one timed run
+    parser.add_argument("--tokenizer", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("inputs", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_one:
+        print(json.dumps(run_one(args.run_one, args.tokenizer, args.inputs, args.out, args.shard_tokens)))
+        return
     if not SHARED.is_dir():
         sys.exit(f"real data not found at {SHARED}")
 
