@@ -131,12 +131,12 @@ def run_child(system: str, procs: int, indir: Path, outdir: Path) -> dict:
 # ---- the parent side: launch, sample the process tree, collect -------------------------------------------------
 
 
-def _sample_tree(root: int, cpu_ticks: dict[int, int]) -> int:
-    """Memory (bytes) of ``root`` and all its descendants; records each one's CPU ticks in ``cpu_ticks``.
+def sample_tree_pss(root: int, cpu_ticks: dict[int, int]) -> dict[int, int]:
+    """Memory (bytes) of ``root`` and each of its descendants, by pid; records each one's CPU ticks in ``cpu_ticks``.
 
-    Memory is the sum of PSS (proportional set size): a forked worker shares its parent's pages copy-on-write, and
-    summing RSS would count those twice. CPU comes from /proc too because getrusage(RUSAGE_CHILDREN) misses
-    processes their parent never waits for (a forkserver and its workers).
+    Memory is PSS (proportional set size): a forked worker shares its parent's pages copy-on-write, and summing RSS
+    would count those twice. CPU comes from /proc too because getrusage(RUSAGE_CHILDREN) misses processes their
+    parent never waits for (a forkserver and its workers).
     """
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
@@ -150,7 +150,7 @@ def _sample_tree(root: int, cpu_ticks: dict[int, int]) -> int:
             continue
         stats[int(entry.name)] = fields
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, stack = 0, [root]
+    pss, stack = {}, [root]
     page = os.sysconf("SC_PAGE_SIZE")
     while stack:
         pid = stack.pop()
@@ -162,10 +162,10 @@ def _sample_tree(root: int, cpu_ticks: dict[int, int]) -> int:
         cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), int(fields[11]) + int(fields[12]))
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+                pss[pid] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         except (OSError, StopIteration):
-            total += int(fields[21]) * page
-    return total
+            pss[pid] = int(fields[21]) * page
+    return pss
 
 
 def measure(system: str, procs: int, indir: Path, workdir: Path, docs: int) -> dict:
@@ -177,7 +177,7 @@ def measure(system: str, procs: int, indir: Path, workdir: Path, docs: int) -> d
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     peak, cpu_ticks = 0, {}
     while proc.poll() is None:
-        peak = max(peak, _sample_tree(proc.pid, cpu_ticks))
+        peak = max(peak, sum(sample_tree_pss(proc.pid, cpu_ticks).values()))
         time.sleep(0.25)
     wall = time.perf_counter() - t0
     out = proc.stdout.read() if proc.stdout else ""
@@ -260,15 +260,18 @@ def render(args: argparse.Namespace, runs: list[dict], f1: dict, rss: list[dict]
     lines += ["", "AEB F1 / precision / recall of each system on aeb-articles.warc.gz alone:", ""]
     for system, (f, p, r) in f1.items():
         lines.append(f"- {system}: F1 {f:.3f}, P {p:.3f}, R {r:.3f}")
-    lines += [
-        "",
-        "## Peak memory (PSS) against WARC size (lmpipe, 1 process, one file of k concatenated copies of aeb-articles)",
-        "",
-        "| copies | WARC MB | responses | wall s | peak PSS MB |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for r in rss:
-        lines.append(f"| {r['copies']} | {r['warc_mb']:.0f} | {r['docs']} | {r['wall_s']:.1f} | {r['peak_mb']:.0f} |")
+    if rss:
+        lines += [
+            "",
+            "## Peak memory (PSS) against WARC size (lmpipe, 1 process, one file of k concatenated copies of aeb)",
+            "",
+            "| copies | WARC MB | responses | wall s | peak PSS MB |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in rss:
+            row = (r["copies"], f"{r['warc_mb']:.0f}", r["docs"], f"{r['wall_s']:.1f}", f"{r['peak_mb']:.0f}")
+            lines.append("| " + " | ".join(map(str, row)) + " |")
+    lines += ["", "Memory against WARC size: bench/extract_memory.py, its own section below."]
     if variants:
         lines += [
             "",
@@ -294,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="process (= core) counts")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; the fastest is reported")
-    parser.add_argument("--rss-copies", type=int, nargs="*", default=[1, 4, 16], help="sizes for the RSS run")
+    parser.add_argument(
+        "--rss-copies", type=int, nargs="*", default=[], help="sizes for a peak-PSS table (see bench/extract_memory.py)"
+    )
     parser.add_argument("--no-variants", action="store_true", help="skip the strategy × fallback F1 table")
     parser.add_argument("--write", type=Path, help="write the Markdown report here (e.g. bench/RESULTS.md)")
     args = parser.parse_args(argv)

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.markdown import replace_section  # noqa: E402
 from pipelines.config import TokenizeConfig  # noqa: E402
 from pipelines.tokenizer import run_tokenize, train_tokenizer  # noqa: E402
 
@@ -228,12 +229,7 @@ def main() -> None:
     text = report(results, args, train_s, sum(len(t.encode()) for t in corpus))
     print(text)
     if args.write:
-        old = args.write.read_text() if args.write.exists() else ""
-        if BEGIN in old and END in old:
-            new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
-        else:
-            new = old.rstrip("\n") + "\n\n" + text
-        args.write.write_text(new)
+        replace_section(args.write, text, BEGIN, END)
     shutil.rmtree(tok_dir, ignore_errors=True)
 
 

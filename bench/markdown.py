@@ -1,0 +1,16 @@
+"""Shared by the benchmark scripts: write one generated section of a Markdown results file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def replace_section(path: Path, text: str, begin: str, end: str) -> None:
+    """Replace the section between the ``begin`` and ``end`` markers of ``path`` with ``text`` (which carries both
+    markers), or append it when the file has no such section yet. The rest of the file is kept as it is."""
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + text + old[old.index(end) + len(end) + 1 :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
