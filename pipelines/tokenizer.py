@@ -137,9 +137,10 @@ def encode_documents(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text: no special token added, and special-token strings inside a text encoded as text.
 
     Runs on all cores (tokenizers' rayon pool) without the GIL. ``encode_batch_fast``: the same ids as
-    ``encode_batch`` without the character offsets, which the shards do not use; 1.3-1.5x less CPU on real text, each
-    run in a fresh process (bench/tokenize_throughput.py). Texts holding surrogate code points, which UTF-8 cannot
-    carry, are cleaned by ``replace_surrogates`` first (only then: the check costs nothing otherwise).
+    ``encode_batch`` without the character offsets, which the shards do not use; 1.25x (langid-75) to 1.43x
+    (dolma-cc) less CPU, each run in a fresh process (bench/tokenize_throughput.py). Texts holding surrogate code
+    points, which UTF-8 cannot carry, are cleaned by ``replace_surrogates`` first (only then: the check costs nothing
+    otherwise).
     """
     if not tok.encode_special_tokens:  # a setter call would fail while another thread encodes with ``tok``
         tok.encode_special_tokens = True
