@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -84,5 +85,13 @@ def test_corrupt_input_fails_fast_without_retry(tmp_path: Path) -> None:
 
 
 def _run_count(state) -> int:
+    """The task run's run count as the Prefect API stores it. A task run outside a flow reports its states as events
+    that the server records asynchronously, so the stored run may lag the returned state by a moment: wait (up to
+    30 s) until the stored state is the final one."""
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        return client.read_task_run(state.state_details.task_run_id).run_count
+        while True:
+            run = client.read_task_run(state.state_details.task_run_id)
+            if (run.state is not None and run.state.type == state.type) or time.monotonic() > deadline:
+                return run.run_count
+            time.sleep(0.2)
