@@ -12,8 +12,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 from pathlib import Path
+
+from bench.markdown import replace_section
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _VOCAB = "data model time system people world report study market water energy policy city music game".split()
@@ -55,8 +56,4 @@ def edit(text: str, rate: float, rng: random.Random) -> str:
 def write_section(results: Path, name: str, markdown: str) -> None:
     """Replace (or append) the section between ``<!-- dedup:NAME -->`` markers in RESULTS.md."""
     begin, end = f"<!-- dedup:{name} -->", f"<!-- /dedup:{name} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
-    old = results.read_text() if results.exists() else ""
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + block
-    results.write_text(new)
+    replace_section(results, f"{begin}\n{markdown.rstrip()}\n{end}\n", begin, end)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from bench.markdown import replace_section
 from pipelines.config import PIIConfig, PIIEntity
 from pipelines.pii import find_pii, recognizers
 
@@ -208,16 +209,6 @@ def markdown(rows: list[Score], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
-    """Replace the text between ``start`` and ``end`` in ``path`` (or append it): other sections stay as they are."""
-    text = path.read_text() if path.exists() else ""
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the pii/ folder of ../shared/data")
@@ -228,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(rows, command)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        replace_section(args.write, section, SECTION_START, SECTION_END)
     return 0
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bench.pii_quality import write_section  # noqa: E402
+from bench.markdown import replace_section  # noqa: E402
 from pipelines import pii  # noqa: E402
 from pipelines.config import ExtractConfig, PIIConfig  # noqa: E402
 from pipelines.extract import run_extract  # noqa: E402
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        write_section(args.write, section, SECTION_START, SECTION_END)
+        replace_section(args.write, section, SECTION_START, SECTION_END)
     return 0
 
 
