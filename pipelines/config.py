@@ -69,7 +69,10 @@ class ExtractConfig(_Config):
         2_000_000, ge=1_000, description="HTTP payloads above this size are skipped (counted as page_too_large)."
     )
     timeout_seconds: float = Field(
-        10.0, gt=0, description="Hard limit per page; a page that takes longer is killed and counted (timeout)."
+        10.0,
+        gt=0,
+        description="Hard limit per page in CPU seconds of the extraction worker (so independent of the machine's "
+        "load); a page that uses more is killed and counted (timeout). Wall time is bounded at 6x this.",
     )
     min_text_chars: int = Field(1, ge=0, description="Documents with less extracted text are counted as empty.")
     strategy: Literal["fast_first", "fineweb"] = Field(

@@ -3,8 +3,9 @@
     lmpipe task extract --input X.warc.gz --output OUT.parquet
 
 FineWeb's settings: trafilatura ``extract`` with favor_precision, no comments, in-document dedup. Each page runs in
-datatrove's ExtractorSandbox, a worker process that is killed when a page exceeds ``timeout_seconds``, so a
-pathological page costs one counted ``timeout``, never a hung shard.
+datatrove's ExtractorSandbox, a worker process that is killed when a page uses more than ``timeout_seconds`` of CPU
+time (``ForkedSandbox``: CPU, not wall time, so a busy machine extracts the same pages), so a pathological page
+costs one counted ``timeout``, never a hung shard.
 
 Where the time goes (bench/RESULTS.md): >90 % is trafilatura itself; reading (fastwarc), decoding and the sandbox's
 per-page round trip (~0.25 ms) are small. Two things cut it without giving up quality: ``strategy='fast_first'``
@@ -140,13 +141,32 @@ class TrafilaturaExtractor:
         return title, None, "none"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far: its POSIX CPU-time clock
+    (``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)`` of linux/posix-timers.h), read without touching the process."""
+    return time.clock_gettime((~pid << 3) | 2)
+
+
 class ForkedSandbox(ExtractorSandbox):
-    """datatrove's ExtractorSandbox with its worker always forked from this (warm) process.
+    """datatrove's ExtractorSandbox with its worker always forked from this (warm) process, and a per-page limit in
+    the worker's CPU time instead of wall time.
 
     datatrove starts the worker with the default start method, which is forkserver inside datatrove's own
     executors and in any process a forkserver pool started (and everywhere from Python 3.14): each worker start
     then re-imports trafilatura, ~0.6 s per shard and per timeout. Forking keeps the parent's warm imports.
+
+    datatrove's limit is wall time, so on a busy machine (other shards' workers, a training run beside it) a page
+    near the limit times out in one run and not in the next, and the same WARC gives different documents. Here the
+    page is killed once the worker has *used* ``timeout`` CPU seconds on it: the outcome depends on the page, not
+    on the load. A wall-clock backstop (``wall_factor`` x timeout) still bounds a worker that stops using CPU
+    without answering.
     """
+
+    POLL_SECONDS = 0.05  # how often the parent looks at the worker's CPU clock while a page is being extracted
+
+    def __init__(self, timeout: float, warmup_text: str = "", *, wall_factor: float = 6.0) -> None:
+        super().__init__(timeout, warmup_text)
+        self.wall_limit = timeout * wall_factor
 
     def _ensure_process(self, extract_fn) -> None:  # noqa: ANN001 (datatrove's signature)
         if self.process is not None and self.process.is_alive():
@@ -158,11 +178,35 @@ class ForkedSandbox(ExtractorSandbox):
         self.process = ctx.Process(target=self._worker, args=(self.child_conn, extract_fn), daemon=True)
         self.process.start()
         self.all_processes.append(self.process)
-        if self.parent_conn.poll(self.timeout):
+        if self.parent_conn.poll(self.wall_limit):
             self.parent_conn.recv()  # the worker's "ready" after its warm-up page
         else:
             self._cleanup_process()
-            raise TimeoutError(f"extraction worker not ready within {self.timeout} s (warm-up page)")
+            raise TimeoutError(f"extraction worker not ready within {self.wall_limit} s (warm-up page)")
+
+    def process_document(self, text, extract_fn):  # noqa: ANN001, ANN201 (datatrove's signature)
+        self._ensure_process(extract_fn)
+        pid = self.process.pid
+        try:
+            cpu_start, wall_deadline = process_cpu_seconds(pid), time.monotonic() + self.wall_limit
+            self.parent_conn.send(text)
+            while not self.parent_conn.poll(self.POLL_SECONDS):
+                if not self.process.is_alive():
+                    raise EOFError("extraction worker died (probably OOM-killed)")
+                if process_cpu_seconds(pid) - cpu_start >= self.timeout:
+                    raise TimeoutError(f"page used {self.timeout} s of CPU time")
+                if time.monotonic() >= wall_deadline:
+                    raise TimeoutError(f"page took {self.wall_limit} s of wall time")
+            result = self.parent_conn.recv()
+        except (TimeoutError, EOFError):
+            self._cleanup_process()
+            raise
+        except OSError as e:  # the worker's clock is gone: it exited between two looks
+            self._cleanup_process()
+            raise EOFError(f"extraction worker died ({e})") from e
+        if isinstance(result, Exception):
+            raise result
+        return result
 
 
 @functools.cache

@@ -201,3 +201,49 @@ def test_fineweb_strategy_and_fast_first_agree_on_articles(shared_data: Path, tm
         texts[strategy] = pq.read_table(tmp_path / f"{strategy}.parquet").column("text").to_pylist()
     assert stats.extra.get("extracted_fast") == 2
     assert texts["fineweb"] == texts["fast_first"]  # full articles: the comparison stage changes nothing here
+
+
+_PINNED_EXTRACT = """
+import json, os, sys, time
+os.sched_setaffinity(0, {0})
+from pipelines.config import ExtractConfig
+from pipelines.extract import run_extract
+t0 = time.monotonic()
+stats = run_extract([sys.argv[1]], sys.argv[2], ExtractConfig(timeout_seconds=float(sys.argv[3])))
+print(json.dumps({"wall": time.monotonic() - t0, "dropped": stats.dropped, "kept": stats.docs_kept}))
+"""
+_HOG = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
+
+
+def _pinned_extract(warc: Path, out: Path, timeout: float) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PINNED_EXTRACT, str(warc), str(out), str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(400)
+def test_timeout_counts_cpu_time_so_a_busy_machine_extracts_the_same_pages(shared_data: Path, tmp_path: Path) -> None:
+    """Three CPU hogs share the extraction's core: the slow page takes several times its CPU time in wall time,
+    past the limit, and is still extracted, because the limit is the worker's CPU time (the refresh CLI test that
+    once failed under load lost a page that way)."""
+    warc = tmp_path / "slow.warc.gz"
+    first, second = (_aeb_page(shared_data, pid) for pid in AEB_OK)
+    _write_warc(warc, [first, ("https://slow.example/", _spinning_page(3000)), second])
+    limit = 4.0
+    quiet = _pinned_extract(warc, tmp_path / "quiet.parquet", limit)
+    hogs = [subprocess.Popen([sys.executable, "-c", _HOG]) for _ in range(3)]
+    try:
+        busy = _pinned_extract(warc, tmp_path / "busy.parquet", limit)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert quiet["dropped"] == {} and quiet["kept"] == 3, quiet
+    assert busy["dropped"] == quiet["dropped"] and busy["kept"] == quiet["kept"], (busy, quiet)
+    assert busy["wall"] > limit + quiet["wall"], f"the hogs did not slow the extraction down enough: {busy} {quiet}"
+    assert pq.read_table(tmp_path / "busy.parquet").equals(pq.read_table(tmp_path / "quiet.parquet"))
