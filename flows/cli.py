@@ -13,7 +13,7 @@ lmpipe explore --input FILTER_DIR --set gopher_quality.min_doc_words=100   # wha
 lmpipe generate --run RUN_DIR --prompt "…"
 lmpipe export --run RUN_DIR --to hf [--output DIR]  # Hugging Face GPT-2 checkpoint + tokenizer
 lmpipe locate TOKENS_DIR/train_00000.bin OFFSET  # the document (id, url, WARC record) holding that token
-lmpipe serve                                 # deployments + schedules for the Prefect UI
+lmpipe serve                                 # deployments + schedules for the Prefect UI (deployments/cli.py)
 """
 
 from __future__ import annotations
@@ -351,14 +351,6 @@ def explore(
                 f"  {r.rule} would remove {ex['id']} {ex['url'] or ''}: {ex['text'][:100]!r}", highlight=False
             )
     console.print(f"histograms: {plots_dir}/ ({len(result.plots)} PNG files)")
-
-
-@app.command()
-def serve() -> None:
-    """Serve the deployments (end-to-end, monthly refresh, train) to the Prefect API in PREFECT_API_URL."""
-    from deployments.serve import main as serve_main  # the entry point sits above the layers it serves
-
-    serve_main()
 
 
 def main() -> None:
