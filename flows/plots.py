@@ -8,6 +8,10 @@ from pathlib import Path
 
 from pipelines.stats import StageStats
 
+KEPT_COLOUR = "#2a7ab9"
+# Drop reasons: matplotlib's tab10 without its blue (the kept bar's) and its grey (the "other reasons" bar).
+DROP_COLOURS = ("#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
 
 def funnel_png(stats: list[StageStats]) -> bytes:
     """Documents kept per stage, with each stage's drops stacked by reason."""
@@ -18,12 +22,15 @@ def funnel_png(stats: list[StageStats]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     names = [s.stage for s in stats]
-    ax.barh(names, [s.docs_kept for s in stats], color="#2a7ab9", label="kept")
+    ax.barh(names, [s.docs_kept for s in stats], color=KEPT_COLOUR, label="kept")
     left = [s.docs_kept for s in stats]
     reasons = sorted({r for s in stats for r in s.dropped}, key=lambda r: -sum(s.dropped.get(r, 0) for s in stats))
-    for reason in reasons[:8]:
-        widths = [s.dropped.get(reason, 0) for s in stats]
-        ax.barh(names, widths, left=left, label=reason)
+    shown = reasons[: len(DROP_COLOURS) - 1]
+    bars = [(r, [s.dropped.get(r, 0) for s in stats]) for r in shown]
+    if len(reasons) > len(shown):  # the long tail in one grey bar, so every document is drawn
+        bars.append(("other reasons", [sum(n for r, n in s.dropped.items() if r not in shown) for s in stats]))
+    for (reason, widths), colour in zip(bars, DROP_COLOURS, strict=False):
+        ax.barh(names, widths, left=left, label=reason, color=colour if reason != "other reasons" else "#bdbdbd")
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("documents")

@@ -18,7 +18,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.paths import shard_output, stage_dir, tokens_dir
@@ -30,8 +30,6 @@ from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, funnel_rows, merge
 from pipelines.warc import expand_inputs
 from tasks.stages import submit_stage
-
-STAGES = ("extract", "filter", "dedup", "pii", "tokenize")
 
 
 def resolve_latest_crawl(config: PipelineConfig) -> PipelineConfig:
@@ -65,13 +63,11 @@ def resolve_inputs(config: PipelineConfig) -> list[str]:
     return [str(p) for p in generate_sample(sample_dir, config.sample)]
 
 
-def _results(futures: list[PrefectFuture], progress_id: object, done: list[int], total: int) -> list[StageStats]:
-    out = []
-    for fut in futures:
-        out.append(fut.result())
-        done[0] += 1
-        update_progress_artifact(progress_id, progress=100.0 * done[0] / total)
-    return out
+def _track(futures: list[PrefectFuture], progress_id: object) -> None:
+    """Advance the progress artifact as each shard task finishes (in completion order, not submission order), so
+    a user watching a long refresh in the UI sees it move. Failures are left for ``result()`` to raise."""
+    for done, _ in enumerate(as_completed(futures), start=1):
+        update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
 
 
 @flow(name="data-refresh", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
@@ -85,9 +81,7 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     warcs = resolve_inputs(config)
     root, crawl = config.data_root, config.extract.crawl_id
     log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
-    total = 3 * len(warcs) + 2
     progress = create_progress_artifact(progress=0.0, description="data-refresh: shard tasks completed")
-    done = [0]
 
     extracted = [shard_output(root, crawl, "extract", w) for w in warcs]
     f_extract = [submit_stage("extract", [w], out, config.extract) for w, out in zip(warcs, extracted, strict=True)]
@@ -105,14 +99,14 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
         for src, out in zip(deduped, scrubbed, strict=True)
     ]
     f_tok = submit_stage("tokenize", scrubbed, tokens_dir(root, crawl), config.tokenize, wait_for=f_pii)
-    wait([*f_extract, *f_filter, f_dedup, *f_pii, f_tok])
+    _track([*f_extract, *f_filter, f_dedup, *f_pii, f_tok], progress)
 
     stats = [
-        merge(_results(f_extract, progress, done, total), "extract"),
-        merge(_results(f_filter, progress, done, total), "filter"),
-        _results([f_dedup], progress, done, total)[0],
-        merge(_results(f_pii, progress, done, total), "pii"),
-        _results([f_tok], progress, done, total)[0],
+        merge([f.result() for f in f_extract], "extract"),
+        merge([f.result() for f in f_filter], "filter"),
+        f_dedup.result(),
+        merge([f.result() for f in f_pii], "pii"),
+        f_tok.result(),
     ]
     create_markdown_artifact(
         key="funnel",

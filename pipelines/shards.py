@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +115,6 @@ def read_tables(paths: list[str | Path], required: tuple[str, ...] = ("id", "tex
     if not tables:
         raise ValueError("no input shards given")
     return pa.concat_tables(tables, promote_options="permissive")
-
-
-def iter_batches(path: str | Path, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
-    with fsspec.open(str(path), "rb") as f:
-        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
 
 
 def write_table(table: pa.Table, path: str | Path) -> dict[str, Any]:

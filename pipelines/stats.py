@@ -5,7 +5,6 @@ Every stage returns a ``StageStats``; its counts reconcile: ``docs_in == docs_ke
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -93,6 +92,3 @@ def funnel_markdown(stages: list[StageStats]) -> str:
         lines.append(f"| {r['stage']} | {r['docs_in']} | {r['kept']} | {r['dropped']} | {r['reason']} |")
     return "\n".join(lines)
 
-
-def write_funnel_json(stages: list[StageStats], path: str | Path) -> None:
-    Path(path).write_text(json.dumps([s.model_dump() for s in stages], indent=2))
