@@ -10,6 +10,9 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # The ephemeral server's telemetry heartbeat phones home and, racing the first flow run for SQLite, logs a
 # "database is locked" traceback; lmpipe runs offline, so it is off unless the user turns it on.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The ephemeral API's first start in a fresh PREFECT_HOME creates and migrates its SQLite database; on a busy 2-core
+# machine that takes longer than Prefect's 20 s default, and the run then fails before any work. Wait longer.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _attach_pipelines_logger() -> None:
