@@ -9,8 +9,9 @@ from pathlib import Path
 from pipelines.stats import StageStats
 
 KEPT_COLOUR = "#2a7ab9"
-# Drop reasons: matplotlib's tab10 without its blue (the kept bar's) and its grey (the "other reasons" bar).
+# Drop reasons: matplotlib's tab10 without its blue (the kept bar's) and its grey (the long tail's, OTHER_COLOUR).
 DROP_COLOURS = ("#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+OTHER_COLOUR = "#bdbdbd"
 
 
 def funnel_png(stats: list[StageStats]) -> bytes:
@@ -25,12 +26,13 @@ def funnel_png(stats: list[StageStats]) -> bytes:
     ax.barh(names, [s.docs_kept for s in stats], color=KEPT_COLOUR, label="kept")
     left = [s.docs_kept for s in stats]
     reasons = sorted({r for s in stats for r in s.dropped}, key=lambda r: -sum(s.dropped.get(r, 0) for s in stats))
-    shown = reasons[: len(DROP_COLOURS) - 1]
-    bars = [(r, [s.dropped.get(r, 0) for s in stats]) for r in shown]
+    shown = reasons if len(reasons) <= len(DROP_COLOURS) else reasons[: len(DROP_COLOURS) - 1]
+    bars = [(r, [s.dropped.get(r, 0) for s in stats], c) for r, c in zip(shown, DROP_COLOURS, strict=False)]
     if len(reasons) > len(shown):  # the long tail in one grey bar, so every document is drawn
-        bars.append(("other reasons", [sum(n for r, n in s.dropped.items() if r not in shown) for s in stats]))
-    for (reason, widths), colour in zip(bars, DROP_COLOURS, strict=False):
-        ax.barh(names, widths, left=left, label=reason, color=colour if reason != "other reasons" else "#bdbdbd")
+        tail = [sum(n for r, n in s.dropped.items() if r not in shown) for s in stats]
+        bars.append(("other reasons", tail, OTHER_COLOUR))
+    for reason, widths, colour in bars:
+        ax.barh(names, widths, left=left, label=reason, color=colour)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("documents")
