@@ -16,6 +16,7 @@ import logging
 import re
 from pathlib import Path
 
+from pipelines.errors import ConfigError
 from pipelines.remote import open_stream
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ COMMON_CRAWL_S3 = "s3://commoncrawl/"
 CRAWL_ID = re.compile(r"CC-MAIN-(?P<year>\d{4})-(?P<week>\d{2})")
 
 
-class CrawlIdError(ValueError):
+class CrawlIdError(ConfigError):
     """Not a Common Crawl crawl id of the form CC-MAIN-YYYY-WW."""
 
     def __init__(self, crawl_id: str):

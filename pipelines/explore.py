@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.config import FilterConfig, load_config
+from pipelines.errors import ConfigError
 from pipelines.filters import CONFIG_METADATA_KEY, FilterRules, score_schema
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ REMEASURE = (
 RETHRESHOLDABLE_C4 = ("c4.min_num_sentences",)
 
 
-class ExploreError(ValueError):
+class ExploreError(ConfigError):
     """The input cannot answer the what-if (not a filter output, or a setting that needs a re-run)."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import LanguageConfig
+from pipelines.errors import ConfigError
 
 # fastText's top-k labels that enter the vote; the probability mass beyond the 5th label is negligible.
 TOP_K = 5
@@ -34,7 +35,7 @@ TOP_K = 5
 _LANGID_ALIASES = {"nb": "no"}
 
 
-class LanguageModelNotFoundError(FileNotFoundError):
+class LanguageModelNotFoundError(ConfigError, FileNotFoundError):
     """The fastText language-ID model file does not exist."""
 
     def __init__(self, path: str):

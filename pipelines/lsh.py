@@ -29,6 +29,7 @@ from filelock import FileLock
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from pipelines.errors import ConfigError
 from pipelines.shards import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def components(n: int, edges: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(ConfigError):
     """The index was built with other MinHash/LSH parameters than the run that reads it."""
 
 

@@ -55,6 +55,7 @@ import pyarrow as pa
 import tldextract
 
 from pipelines.config import PIIConfig
+from pipelines.errors import ConfigError
 from pipelines.shards import read_tables, shard_id, write_shard
 from pipelines.stats import StageStats
 
@@ -104,7 +105,7 @@ SPAN_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("start", pa.int32()), 
 COUNTS_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("count", pa.int32())]))
 
 
-class SpacyModelNotFoundError(FileNotFoundError):
+class SpacyModelNotFoundError(ConfigError, FileNotFoundError):
     """An NER entity type was asked for, but its spaCy pipeline is not installed (and is never downloaded)."""
 
     def __init__(self, model: str, entities: Sequence[str]) -> None:

@@ -29,6 +29,8 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pipelines.errors import InputError, TransientError
+
 log = logging.getLogger(__name__)
 
 HTTP_PROTOCOLS = ("http", "https")
@@ -37,7 +39,7 @@ BUFFER_BYTES = 1 << 20  # read-ahead of the returned stream, plus aiohttp's ~128
 S3_BLOCK_BYTES = 8 << 20  # one ranged GET per block on S3 (and other random-access stores)
 
 
-class RemoteReadError(ConnectionError):
+class RemoteReadError(TransientError):
     """Transient faults outlasted the retries; ``offset`` is the first byte that could not be read."""
 
     def __init__(self, url: str, offset: int, attempts: int, cause: BaseException):
@@ -47,7 +49,7 @@ class RemoteReadError(ConnectionError):
         self.url, self.offset, self.attempts, self.cause = url, offset, attempts, cause
 
 
-class RemoteRequestError(ValueError):
+class RemoteRequestError(InputError):
     """The server refused a request for good (403, other 4xx) or the object changed between two requests."""
 
     def __init__(self, url: str, message: str):

@@ -20,6 +20,7 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from pipelines import CODE_VERSION
+from pipelines.errors import InputError
 from pipelines.remote import file_info, filesystem
 
 # The document columns every extract shard carries (later stages add theirs).
@@ -39,7 +40,7 @@ DOC_SCHEMA = pa.schema(
 )
 
 
-class ShardSchemaError(ValueError):
+class ShardSchemaError(InputError):
     """A Parquet input lacks a required column or has the wrong type for it."""
 
     def __init__(self, path: str, message: str):

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.errors import InputError
 from pipelines.shards import sha256_file, write_table
 
 HEADER_INTS = 256
@@ -57,7 +58,7 @@ LAYOUTS: dict[tuple[int, int], np.dtype] = {
 LOCATE_COLUMNS = ("url", "warc_path", "warc_offset", "crawl_id", "fetch_time", "title")
 
 
-class TokenShardError(ValueError):
+class TokenShardError(InputError):
     """A .bin file that is not a valid token shard (or an offset outside it); the message names the file."""
 
 

@@ -20,12 +20,13 @@ from typing import IO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+from pipelines.errors import InputError
 from pipelines.remote import open_stream
 
 log = logging.getLogger(__name__)
 
 
-class CorruptWarcError(ValueError):
+class CorruptWarcError(InputError):
     """A WARC file that cannot be parsed at all (at ``offset``); nothing was read from it."""
 
     def __init__(self, path: str, offset: int, cause: str):

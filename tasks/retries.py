@@ -13,24 +13,22 @@ from typing import Any
 from prefect.tasks import exponential_backoff
 from pydantic import ValidationError
 
-from pipelines.shards import ShardSchemaError
-from pipelines.tokenizer import TokenShardError
-from pipelines.warc import CorruptWarcError
+from pipelines.errors import ConfigError, InputError, TransientError
 
+# lmpipe's own families first (pipelines/errors.py), then the built-ins third-party code raises.
 DETERMINISTIC = (
-    CorruptWarcError,
-    ShardSchemaError,
-    TokenShardError,
+    InputError,
+    ConfigError,
     ValidationError,
     FileNotFoundError,
     ValueError,
     TypeError,
     KeyError,
 )
-TRANSIENT = (ConnectionError, TimeoutError, OSError)
+TRANSIENT = (TransientError, ConnectionError, TimeoutError, OSError)
 
 
-class InjectedFault(ConnectionError):
+class InjectedFault(TransientError):
     """A transient fault raised on purpose (LMPIPE_FAIL_FIRST_ATTEMPT)."""
 
 

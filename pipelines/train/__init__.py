@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from pipelines.config import TrainConfig
+from pipelines.errors import LmpipeError
 from pipelines.shards import Manifest, sha256_file
 from pipelines.stats import StageStats
 from pipelines.tokenizer import TokenShardError
@@ -44,7 +45,7 @@ SUMMARY_EXTRAS = (
 )
 
 
-class TrainingFailedError(RuntimeError):
+class TrainingFailedError(LmpipeError, RuntimeError):
     """The training subprocess exited with an error; carries its last output lines."""
 
     def __init__(self, output_dir: str | Path, returncode: int, last_lines: list[str]) -> None:

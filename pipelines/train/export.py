@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from pipelines.errors import LmpipeError
 from pipelines.train.generation import EOT_TOKEN, load_model
 from pipelines.train.model import GPT
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 LOGITS_TOLERANCE = 1e-4
 
 
-class ExportMismatchError(RuntimeError):
+class ExportMismatchError(LmpipeError, RuntimeError):
     """The exported checkpoint does not reproduce the run's logits."""
 
 
