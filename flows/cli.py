@@ -32,28 +32,12 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets PREFECT_LOGGING_EXTRA_LOGGERS before prefect loads)
 from pipelines import config as C
+from pipelines import registry
+from pipelines.errors import ConfigError, InputError, TransientError
 from pipelines.stats import StageStats, funnel_rows
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmpipe: Common Crawl WARC → trained GPT.")
 console = Console(width=None if sys.stdout.isatty() else 120)  # logs and CI: do not wrap the funnel at 80
-
-STAGE_CONFIGS = {
-    "extract": C.ExtractConfig,
-    "filter": C.FilterConfig,
-    "dedup": C.DedupConfig,
-    "pii": C.PIIConfig,
-    "tokenize": C.TokenizeConfig,
-    "train": C.TrainConfig,
-}
-
-
-class Stage(StrEnum):
-    extract = "extract"
-    filter = "filter"
-    dedup = "dedup"
-    pii = "pii"
-    tokenize = "tokenize"
-    train = "train"
 
 
 def _quiet_libraries(direct: bool = False) -> None:
@@ -180,9 +164,23 @@ def sample(
         console.print(str(p))
 
 
+def _stage_name(value: str) -> str:
+    names = [s.name for s in registry.all_stages()]
+    if value not in names:
+        raise typer.BadParameter(f"{value!r} is not a stage; stages: {', '.join(names)} (lmpipe stages)")
+    return value
+
+
+def _task_overrides(set_: list[str] | None, **flags: object) -> list[str]:
+    """--set overrides plus the shortcut flags that were given (annotate_only, vocab_size, max_steps, preset)."""
+    return list(set_ or []) + [
+        f"{k}={str(v).lower() if v is True else v}" for k, v in flags.items() if v not in (None, False)
+    ]
+
+
 @app.command()
 def task(
-    stage: Annotated[Stage, typer.Argument(help="Stage to run on one shard.")],
+    stage: Annotated[str, typer.Argument(help="Stage to run on one shard (lmpipe stages).", callback=_stage_name)],
     inputs: Annotated[list[str] | None, typer.Option("--input", help="Input file(s) (repeatable, or several).")] = None,
     output: Annotated[str | None, typer.Option(help="Output file (or directory for dedup/tokenize/train).")] = None,
     data: Annotated[str | None, typer.Option(help="train: the token-shard directory.")] = None,
@@ -197,53 +195,55 @@ def task(
 ) -> None:
     """Run one stage on one shard: through its Prefect task (cached, retried) or --direct."""
     _quiet_libraries(direct)
-    name = stage.value
-    overrides = list(set_ or [])
-    if annotate_only:
-        overrides.append("annotate_only=true")
-    if vocab_size is not None:
-        overrides.append(f"vocab_size={vocab_size}")
-    if max_steps is not None:
-        overrides.append(f"max_steps={max_steps}")
-    if preset is not None:
-        overrides.append(f"preset={preset}")
-    srcs = [data] if name == "train" and data else list(inputs or [])
+    spec = registry.get(stage)
+    srcs = [data] if spec.takes == "tokens" and data else list(inputs or [])
     if not srcs or not output:
-        _fail(f"task {name} needs {'--data' if name == 'train' else '--input'} and --output")
-    if annotate_only and name not in ("filter", "dedup", "pii"):
-        _fail(f"--annotate-only applies to filter, dedup and pii, not {name}")
+        _fail(f"task {stage} needs {'--data' if spec.takes == 'tokens' else '--input'} and --output")
+    if annotate_only and not spec.annotates:
+        annotating = ", ".join(s.name for s in registry.all_stages() if s.annotates)
+        _fail(f"--annotate-only applies to {annotating}, not {stage}")
+    overrides = _task_overrides(
+        set_, annotate_only=annotate_only, vocab_size=vocab_size, max_steps=max_steps, preset=preset
+    )
     try:
-        cfg = C.load_config(STAGE_CONFIGS[name], config, overrides)
+        cfg = C.load_config(spec.config, config, overrides)
     except Exception as e:
         _fail(f"{config or '--set'}: {e}")
     for src in srcs:
         if "://" not in src and not Path(src).exists():
             _fail(f"{src}: no such file or directory")
-    from pipelines.remote import RemoteReadError, RemoteRequestError
-    from pipelines.shards import ShardSchemaError
-    from pipelines.tokenizer import TokenShardError
-    from pipelines.warc import CorruptWarcError
-
     try:
         if direct:
-            from pipelines import stage_function
-
-            stats = stage_function(name)(srcs[0] if name == "train" else srcs, output, cfg, limit=limit)
+            stats = spec.run(srcs, output, cfg, limit=limit)
         else:
             from tasks.stages import stage_task
 
-            stats = stage_task(name, srcs, output, cfg)(srcs, output, cfg, limit)
-    except (
-        CorruptWarcError,
-        ShardSchemaError,
-        TokenShardError,
-        FileNotFoundError,
-        RemoteRequestError,
-        RemoteReadError,
-    ) as e:
+            stats = stage_task(stage, srcs, output, cfg)(srcs, output, cfg, limit)
+    except (InputError, ConfigError, TransientError, FileNotFoundError) as e:
         _fail(str(e))
     print_funnel([stats])
     console.print_json(stats.model_dump_json())
+
+
+@app.command()
+def stages() -> None:
+    """List the registered stages: shape, place in the data chain, input → output, config, entry."""
+    table = Table(title="Stages (pipelines.registry)")
+    for col in ("stage", "shape", "order", "takes", "writes", "annotate-only", "config", "what it does"):
+        table.add_column(col)
+    for s in registry.all_stages():
+        writes = "shard file" if s.shape == "map" else f"{s.directory}/"
+        table.add_row(
+            s.name,
+            s.shape,
+            "-" if s.order is None else str(s.order),
+            s.takes,
+            writes,
+            "yes" if s.annotates else "",
+            s.config.__name__,
+            s.summary,
+        )
+    console.print(table)
 
 
 @app.command()

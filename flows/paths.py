@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines import registry
 from pipelines.shards import shard_id
 
 
@@ -16,7 +17,8 @@ def shard_output(data_root: str, crawl_id: str, stage: str, source: str) -> str:
 
 
 def tokens_dir(data_root: str, crawl_id: str) -> str:
-    return str(stage_dir(data_root, crawl_id, "tokens"))
+    """Where the tokenize stage writes (the train flow's input)."""
+    return str(stage_dir(data_root, crawl_id, registry.get("tokenize").directory))
 
 
 def run_dir(data_root: str, crawl_id: str, preset: str) -> str:

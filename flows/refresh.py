@@ -21,8 +21,9 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.paths import shard_output, stage_dir, tokens_dir
+from flows.paths import shard_output, stage_dir
 from flows.plots import funnel_png, markdown_image
+from pipelines import registry
 from pipelines.config import PipelineConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.explore import stage_histograms
@@ -70,6 +71,29 @@ def _track(futures: list[PrefectFuture], progress_id: object) -> None:
         update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
 
 
+def submit_chain(config: PipelineConfig, warcs: list[str]) -> list[tuple[str, list[PrefectFuture]]]:
+    """Submit every stage of the data chain (pipelines.registry): a map stage as one task per shard, each waiting
+    only for its own shard upstream; a reduce stage as one task over all shards, waiting for all of them."""
+    root, crawl = config.data_root, config.extract.crawl_id
+    sources, upstream, per_shard, submitted = list(warcs), [], False, []
+    for spec in registry.data_chain():
+        cfg = registry.stage_config(config, spec.name)
+        if spec.shape == "map":
+            outputs = [shard_output(root, crawl, spec.directory, w) for w in warcs]
+            futures = [
+                submit_stage(spec.name, [src], out, cfg, wait_for=[upstream[i]] if per_shard else upstream)
+                for i, (src, out) in enumerate(zip(sources, outputs, strict=True))
+            ]
+            sources = outputs
+        else:
+            out_dir = str(stage_dir(root, crawl, spec.directory))
+            futures = [submit_stage(spec.name, sources, out_dir, cfg, wait_for=upstream)]
+            sources = spec.downstream(sources, out_dir)
+        upstream, per_shard = futures, spec.shape == "map"
+        submitted.append((spec.name, futures))
+    return submitted
+
+
 @flow(name="data-refresh", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
 def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:  # noqa: B008
     """Process every WARC file of the run through the data stages; return one merged StageStats per stage.
@@ -82,31 +106,13 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     root, crawl = config.data_root, config.extract.crawl_id
     log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
     progress = create_progress_artifact(progress=0.0, description="data-refresh: shard tasks completed")
-
-    extracted = [shard_output(root, crawl, "extract", w) for w in warcs]
-    f_extract = [submit_stage("extract", [w], out, config.extract) for w, out in zip(warcs, extracted, strict=True)]
-    filtered = [shard_output(root, crawl, "filter", w) for w in warcs]
-    f_filter = [
-        submit_stage("filter", [src], out, config.filter, wait_for=[f])
-        for src, out, f in zip(extracted, filtered, f_extract, strict=True)
-    ]
-    dedup_dir = str(stage_dir(root, crawl, "dedup"))
-    f_dedup = submit_stage("dedup", filtered, dedup_dir, config.dedup, wait_for=f_filter)
-    deduped = [shard_output(root, crawl, "dedup", w) for w in warcs]
-    scrubbed = [shard_output(root, crawl, "pii", w) for w in warcs]
-    f_pii = [
-        submit_stage("pii", [src], out, config.pii, wait_for=[f_dedup])
-        for src, out in zip(deduped, scrubbed, strict=True)
-    ]
-    f_tok = submit_stage("tokenize", scrubbed, tokens_dir(root, crawl), config.tokenize, wait_for=f_pii)
-    _track([*f_extract, *f_filter, f_dedup, *f_pii, f_tok], progress)
-
+    submitted = submit_chain(config, warcs)
+    _track([f for _, futures in submitted for f in futures], progress)
     stats = [
-        merge([f.result() for f in f_extract], "extract"),
-        merge([f.result() for f in f_filter], "filter"),
-        f_dedup.result(),
-        merge([f.result() for f in f_pii], "pii"),
-        f_tok.result(),
+        futures[0].result()
+        if len(futures) == 1 and registry.get(name).shape == "reduce"
+        else merge([f.result() for f in futures], name)
+        for name, futures in submitted
     ]
     create_markdown_artifact(
         key="funnel",

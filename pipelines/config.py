@@ -416,6 +416,10 @@ class PipelineConfig(_Config):
     pii: PIIConfig = Field(default_factory=PIIConfig, description="")
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig, description="")
     train: TrainConfig = Field(default_factory=TrainConfig, description="")
+    stage_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Config of stages registered by plugins (pipelines.registry), by stage name.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -273,6 +273,12 @@ def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | 
     return total
 
 
+def index_complete(inputs: list[str], output: str, cfg: DedupConfig | None) -> bool:
+    """The stage registry's completeness check: the crawl's entry in the cross-crawl index is still there
+    (else dedup reruns and rebuilds it)."""
+    return cfg is None or index_up_to_date(output, cfg)
+
+
 def index_up_to_date(output: str, cfg: DedupConfig) -> bool:
     """False when the run in ``output`` added its crawl to ``cfg.index_dir`` and that entry is gone (the index was
     deleted or moved): a cached result would then leave the index without this crawl."""

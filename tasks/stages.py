@@ -1,4 +1,4 @@
-"""One Prefect task per stage, each a thin wrapper of ``pipelines.<stage>.run_<stage>``.
+"""One Prefect task per registered stage (pipelines.registry), each a thin wrapper of the stage's function.
 
     lmpipe task <stage> …            # through the task (cache, retries, logs in the UI when a server is set)
     lmpipe task <stage> … --direct   # straight through the pipelines function, no Prefect
@@ -15,23 +15,23 @@ from prefect import Task, task
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run
 
-from pipelines import STAGES, stage_function
+from pipelines import registry
 from pipelines.stats import StageStats
 from tasks.caching import STAGE_CACHE, outputs_valid
 from tasks.retries import RETRY_OPTIONS, maybe_inject_fault
 
 
-def _make_task(stage: str) -> Task:
+def _make_task(spec: registry.StageSpec) -> Task:
     def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
-        maybe_inject_fault(stage, task_run.run_count - 1)
-        return stage_function(stage)(inputs if stage != "train" else inputs[0], output, cfg, limit=limit)
+        maybe_inject_fault(spec.name, task_run.run_count - 1)
+        return spec.run(inputs, output, cfg, limit=limit)
 
-    run.__name__ = f"{stage}_task"
-    run.__doc__ = f"Prefect task around pipelines' run_{stage}."
+    run.__name__ = f"{spec.name}_task"
+    run.__doc__ = f"Prefect task of stage {spec.name}: {spec.summary}."
     return task(
         run,
-        name=stage,
-        task_run_name=f"{stage}-{{output}}",
+        name=spec.name,
+        task_run_name=f"{spec.name}-{{output}}",
         cache_policy=STAGE_CACHE,
         persist_result=True,
         # No tags: a tagged task asks the API for tag concurrency slots before it runs, and on the ephemeral
@@ -41,13 +41,16 @@ def _make_task(stage: str) -> Task:
     )
 
 
-STAGE_TASKS: dict[str, Task] = {stage: _make_task(stage) for stage in STAGES}
+_TASKS: dict[registry.StageSpec, Task] = {}
 
 
 def stage_task(stage: str, inputs: list[str], output: str, cfg: Any = None) -> Task:
-    """The stage's task, set to recompute when its outputs are missing, differ from the manifest, or were made
-    from other inputs or another config than ``cfg``."""
-    return STAGE_TASKS[stage].with_options(refresh_cache=not outputs_valid(stage, inputs, output, cfg))
+    """The stage's task (made once per registered spec), set to recompute when its outputs are missing, differ
+    from the manifest, or were made from other inputs or another config than ``cfg``."""
+    spec = registry.get(stage)
+    if spec not in _TASKS:
+        _TASKS[spec] = _make_task(spec)
+    return _TASKS[spec].with_options(refresh_cache=not outputs_valid(stage, inputs, output, cfg))
 
 
 def submit_stage(
