@@ -225,9 +225,20 @@ def task(
     console.print_json(stats.model_dump_json())
 
 
+def _config_fields(model: type) -> str:
+    """``field=default`` for every field of a stage's config model (nested sections by name)."""
+    parts = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        parts.append(f"{name}={type(default).__name__ if hasattr(default, 'model_fields') else default!r}")
+    return ", ".join(parts)
+
+
 @app.command()
-def stages() -> None:
-    """List the registered stages: shape, place in the data chain, input → output, config, entry."""
+def stages(
+    fields: Annotated[bool, typer.Option("--fields/--no-fields", help="List each config's fields and defaults.")] = True,
+) -> None:
+    """List the registered stages: shape, place in the data chain, input → output, config (fields, defaults)."""
     table = Table(title="Stages (pipelines.registry)")
     for col in ("stage", "shape", "order", "takes", "writes", "annotate-only", "config", "what it does"):
         table.add_column(col)
@@ -244,6 +255,8 @@ def stages() -> None:
             s.summary,
         )
     console.print(table)
+    for s in registry.all_stages() if fields else []:
+        console.print(f"[bold]{s.name}[/bold] ({s.config.__name__}): {_config_fields(s.config)}", highlight=False)
 
 
 @app.command()

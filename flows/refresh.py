@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -20,6 +21,7 @@ from prefect.artifacts import (
 )
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
 
 from flows.paths import shard_output, stage_dir
 from flows.plots import funnel_png, markdown_image
@@ -71,26 +73,47 @@ def _track(futures: list[PrefectFuture], progress_id: object) -> None:
         update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
 
 
-def submit_chain(config: PipelineConfig, warcs: list[str]) -> list[tuple[str, list[PrefectFuture]]]:
-    """Submit every stage of the data chain (pipelines.registry): a map stage as one task per shard, each waiting
-    only for its own shard upstream; a reduce stage as one task over all shards, waiting for all of them."""
+@dataclass(frozen=True)
+class StageStep:
+    """One stage of a refresh: its spec, its config, and each of its task calls as (inputs, output)."""
+
+    spec: registry.StageSpec
+    cfg: BaseModel
+    calls: list[tuple[list[str], str]]
+
+
+def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
+    """Every stage of the data chain (pipelines.registry) with its task calls: a map stage one per shard, reading
+    its own shard upstream; a reduce stage one over all shards."""
     root, crawl = config.data_root, config.extract.crawl_id
-    sources, upstream, per_shard, submitted = list(warcs), [], False, []
+    sources, steps = list(warcs), []
     for spec in registry.data_chain():
-        cfg = registry.stage_config(config, spec.name)
         if spec.shape == "map":
-            outputs = [shard_output(root, crawl, spec.directory, w) for w in warcs]
-            futures = [
-                submit_stage(spec.name, [src], out, cfg, wait_for=[upstream[i]] if per_shard else upstream)
-                for i, (src, out) in enumerate(zip(sources, outputs, strict=True))
+            calls = [
+                ([src], shard_output(root, crawl, spec.directory, w)) for src, w in zip(sources, warcs, strict=True)
             ]
-            sources = outputs
+            sources = [out for _, out in calls]
         else:
             out_dir = str(stage_dir(root, crawl, spec.directory))
-            futures = [submit_stage(spec.name, sources, out_dir, cfg, wait_for=upstream)]
+            calls = [(sources, out_dir)]
             sources = spec.downstream(sources, out_dir)
-        upstream, per_shard = futures, spec.shape == "map"
-        submitted.append((spec.name, futures))
+        steps.append(StageStep(spec, registry.stage_config(config, spec.name), calls))
+    return steps
+
+
+def submit_chain(steps: list[StageStep]) -> list[list[PrefectFuture]]:
+    """Submit the planned stages: a map task waits only for its own shard's task upstream (when the stage before
+    is a map too), every other task for all tasks of the stage before."""
+    upstream: list[PrefectFuture] = []
+    previous, submitted = None, []
+    for step in steps:
+        per_shard = step.spec.shape == "map" and previous == "map"  # shard i waits for shard i only
+        futures = [
+            submit_stage(step.spec.name, ins, out, step.cfg, wait_for=[upstream[i]] if per_shard else upstream)
+            for i, (ins, out) in enumerate(step.calls)
+        ]
+        upstream, previous = futures, step.spec.shape
+        submitted.append(futures)
     return submitted
 
 
@@ -106,13 +129,12 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     root, crawl = config.data_root, config.extract.crawl_id
     log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
     progress = create_progress_artifact(progress=0.0, description="data-refresh: shard tasks completed")
-    submitted = submit_chain(config, warcs)
-    _track([f for _, futures in submitted for f in futures], progress)
+    steps = plan_chain(config, warcs)
+    submitted = submit_chain(steps)
+    _track([f for futures in submitted for f in futures], progress)
     stats = [
-        futures[0].result()
-        if len(futures) == 1 and registry.get(name).shape == "reduce"
-        else merge([f.result() for f in futures], name)
-        for name, futures in submitted
+        futures[0].result() if step.spec.shape == "reduce" else merge([f.result() for f in futures], step.spec.name)
+        for step, futures in zip(steps, submitted, strict=True)
     ]
     create_markdown_artifact(
         key="funnel",

@@ -6,6 +6,7 @@ Layout (DESIGN.md): ``{data_root}/{crawl_id}/{stage}/{shard_id}.parquet`` plus `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -72,11 +73,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(path: str | Path) -> str:
-    """Cheap identity of an input file: size + mtime locally, ETag (or size + mtime) remotely.
+    """Cheap identity of an input file: its content hash when a stage wrote it, else size + mtime locally, ETag
+    (or size + mtime) remotely.
 
-    Never reads the file, so fingerprinting a thousand 1 GB WARCs costs a thousand stat calls.
+    A shard with an unchanged manifest entry (same size and mtime) is identified by the sha256 recorded there, so
+    a stage that reruns and writes the same bytes leaves every stage after it cached. Never reads the file, so
+    fingerprinting a thousand 1 GB WARCs costs a thousand stat calls.
     """
     path = str(path)
+    if "://" not in path and (recorded := _recorded_sha256(Path(path))):
+        return f"sha256:{recorded}"
     # remote's filesystem: anonymous S3 with the configured endpoint, like the reads; info retries transient faults
     fs, p = filesystem(path)
     info = file_info(path)
@@ -86,6 +92,28 @@ def fingerprint(path: str | Path) -> str:
     if isinstance(mtime, float):
         mtime = f"{os.stat(p).st_mtime_ns}" if fs.protocol in ("file", ("file", "local")) else mtime
     return f"size:{info.get('size')}:mtime:{mtime}"
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The sha256 the manifest beside ``path`` recorded for it, if the file is still the one recorded."""
+    manifest = path.parent / "_manifest.json"
+    try:
+        st, mst = path.stat(), manifest.stat()
+    except OSError:
+        return None
+    entry = _manifest_entries(str(manifest), mst.st_mtime_ns, mst.st_size).get(path.name, {})
+    if entry.get("bytes") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        return entry.get("sha256")
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _manifest_entries(manifest: str, mtime_ns: int, size: int) -> dict[str, dict[str, Any]]:
+    """A manifest's entries, read once per version of the file (a stage fingerprints all its inputs)."""
+    try:
+        return json.loads(Path(manifest).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def read_table(

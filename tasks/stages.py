@@ -9,9 +9,12 @@ retried on transient faults. ``submit_stage`` checks the outputs against their m
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from prefect import Task, task
+from prefect import Task
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run
 
@@ -21,14 +24,33 @@ from tasks.caching import STAGE_CACHE, outputs_valid
 from tasks.retries import RETRY_OPTIONS, maybe_inject_fault
 
 
-def _make_task(spec: registry.StageSpec) -> Task:
+class StageTask(Task):
+    """A stage's Prefect task whose cache refresh is decided when a run starts, not when it is submitted.
+
+    ``submit_stage`` submits a whole chain at once, before any of it ran: at submission time a task's inputs may
+    still be missing (their producer reruns) and would mark it stale. Prefect reads ``refresh_cache`` when the
+    run opens its cache transaction — after its upstream tasks finished — so the manifest check runs then.
+    """
+
+    outputs_stale: Callable[[], bool] | None = None
+
+    @property  # type: ignore[override]
+    def refresh_cache(self) -> bool | None:
+        return self.outputs_stale() if self.outputs_stale is not None else self._refresh_cache
+
+    @refresh_cache.setter
+    def refresh_cache(self, value: bool | None) -> None:
+        self._refresh_cache = value
+
+
+def _make_task(spec: registry.StageSpec) -> StageTask:
     def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
         maybe_inject_fault(spec.name, task_run.run_count - 1)
         return spec.run(inputs, output, cfg, limit=limit)
 
     run.__name__ = f"{spec.name}_task"
     run.__doc__ = f"Prefect task of stage {spec.name}: {spec.summary}."
-    return task(
+    return StageTask(
         run,
         name=spec.name,
         task_run_name=f"{spec.name}-{{output}}",
@@ -41,16 +63,22 @@ def _make_task(spec: registry.StageSpec) -> Task:
     )
 
 
-_TASKS: dict[registry.StageSpec, Task] = {}
+def _outputs_stale(stage: str, inputs: list[str], output: str, cfg: Any) -> bool:
+    return not outputs_valid(stage, inputs, output, cfg)
 
 
-def stage_task(stage: str, inputs: list[str], output: str, cfg: Any = None) -> Task:
-    """The stage's task (made once per registered spec), set to recompute when its outputs are missing, differ
-    from the manifest, or were made from other inputs or another config than ``cfg``."""
+_TASKS: dict[registry.StageSpec, StageTask] = {}
+
+
+def stage_task(stage: str, inputs: list[str], output: str, cfg: Any = None) -> StageTask:
+    """The stage's task (made once per registered spec), set to recompute when — at the start of its run — its
+    outputs are missing, differ from the manifest, or were made from other inputs or another config than ``cfg``."""
     spec = registry.get(stage)
     if spec not in _TASKS:
         _TASKS[spec] = _make_task(spec)
-    return _TASKS[spec].with_options(refresh_cache=not outputs_valid(stage, inputs, output, cfg))
+    bound = copy.copy(_TASKS[spec])
+    bound.outputs_stale = functools.partial(_outputs_stale, stage, list(inputs), output, cfg)
+    return bound
 
 
 def submit_stage(

@@ -18,6 +18,9 @@ from pathlib import Path
 # Files whose bytes carry time, host or run identity, never data: compared through their data fields instead.
 VOLATILE_SUFFIXES = (".lock", ".log", ".ckpt", ".png", ".html", ".md", ".csv")
 VOLATILE_NAMES = {"_manifest.json", "summary.json", "train_config.json", "hparams.yaml", "report.json"}
+# A page over the extraction's time limit is dropped (timeout); on a loaded machine the limit's wall-clock backstop
+# can drop one page in one run and not the other: both trees get a limit no page reaches (its bytes are the same).
+PAGE_SECONDS = 600
 VOLATILE_KEYS = {"seconds", "finished", "fingerprint"}  # hashed without these (times; an input's mtime)
 
 
@@ -69,13 +72,16 @@ def main() -> None:
         "train.val_every=2",
         "--set",
         "train.warmup_steps=1",
+        "--set",
+        f"extract.timeout_seconds={PAGE_SECONDS}",
     )
     # One shard at a time through each per-shard stage, on every real WARC file.
     task_root = out_dir / "task"
+    slow_pages = f"timeout_seconds={PAGE_SECONDS}"
     for warc in sorted(p for p in warc_dir.rglob("*") if p.is_file()):
         name = str(warc.relative_to(warc_dir)).replace("/", "__")
         ext, flt, pii = (task_root / stage / f"{name}.parquet" for stage in ("extract", "filter", "pii"))
-        lmpipe("task", "extract", "--direct", "--input", str(warc), "--output", str(ext))
+        lmpipe("task", "extract", "--direct", "--input", str(warc), "--output", str(ext), "--set", slow_pages)
         lmpipe("task", "filter", "--direct", "--input", str(ext), "--output", str(flt))
         lmpipe("task", "pii", "--direct", "--input", str(flt), "--output", str(pii))
 
