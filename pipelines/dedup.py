@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -138,13 +139,36 @@ def _crawl_of(crawls: list[str | None]) -> str:
     return found.pop()
 
 
-def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
-    """Deduplicate all ``inputs`` together; write one output shard per input into the directory ``output``."""
-    t0 = time.monotonic()
-    out_dir = Path(output)
-    parts = BandPartitions(out_dir / "_bands", cfg.num_bands, reset=True)
+@dataclass(frozen=True)
+class RunKeys:
+    """What phase 1 keeps in memory of the whole run, in input order: row ``offsets[s] + r`` is row r of shard s."""
 
-    # 1. Keys (id, fetch_time) in memory, texts streamed: signatures → band hashes → band files.
+    ids: pa.Array  # (N,) string
+    times: np.ndarray  # (N,) int64 epoch seconds, missing = max
+    crawls: list[str | None]  # one per input shard
+    offsets: np.ndarray  # (S + 1,) int64: the first row of each shard, then N
+
+    @property
+    def n(self) -> int:
+        return int(self.offsets[-1])
+
+
+@dataclass(frozen=True)
+class DedupDecisions:
+    """Phases 2-3 for every document of the run: its cluster, its survivor, and why it goes (if it does)."""
+
+    candidates: int  # candidate pairs from the bands, before the exact check
+    edges: np.ndarray  # (E, 2) the pairs that joined clusters
+    labels: np.ndarray  # (N,) connected component of each document
+    sizes: np.ndarray  # (L,) documents per label
+    rep: np.ndarray  # (N,) row of the cluster's survivor
+    is_dup_cluster: np.ndarray  # (N,) bool: not its cluster's survivor (and not an earlier-crawl drop)
+    earlier: np.ndarray  # (N,) bool: its cluster has a member in an earlier crawl of the index
+    drop: np.ndarray  # (N,) bool: either of the two
+
+
+def signature_bands(inputs: list[str], parts: BandPartitions, cfg: DedupConfig, limit: int | None) -> RunKeys:
+    """Phase 1, per shard: keys (id, fetch_time) in memory, texts streamed: signatures → band hashes → band files."""
     ids_list, times_list, crawls, rows = [], [], [], []
     for path in inputs:
         ids, times, crawl = _shard_keys(path, limit)
@@ -160,115 +184,187 @@ def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | 
     assert parts.count == n, (parts.count, n)
     ids = pa.chunked_array(ids_list, type=pa.string()).combine_chunks() if n else pa.array([], pa.string())
     times = np.concatenate(times_list) if n else np.empty(0, dtype=np.int64)
-    t_sig = time.monotonic()
+    return RunKeys(ids=ids, times=times, crawls=crawls, offsets=offsets)
 
-    # 2. Candidate pairs per band (process pool on big runs), optional exact check, connected components.
+
+def band_index(cfg: DedupConfig) -> BandIndex | None:
+    """The cross-crawl index of ``cfg.index_dir`` (None without one), checked against this run's MinHash params."""
+    if not cfg.index_dir:
+        return None
+    params = {"ngram": cfg.ngram, "num_bands": cfg.num_bands, "rows_per_band": cfg.rows_per_band, "seed": cfg.seed}
+    return BandIndex(cfg.index_dir, params)
+
+
+def candidate_edges(
+    parts: BandPartitions, inputs: list[str], keys: RunKeys, cfg: DedupConfig
+) -> tuple[int, np.ndarray]:
+    """Phase 2: candidate pairs per band (process pool on big runs), optionally confirmed by exact shingle Jaccard;
+    the number of candidates and the pairs that passed."""
     edges = candidate_pairs(parts, cfg.workers)
     candidates = len(edges)
     if cfg.jaccard_check and len(edges):
-        edges = _verified(edges, inputs, offsets, cfg)
+        edges = _verified(edges, inputs, keys.offsets, cfg)
+    return candidates, edges
+
+
+def decide_duplicates(
+    parts: BandPartitions, keys: RunKeys, candidates: int, edges: np.ndarray, index: BandIndex | None, cfg: DedupConfig
+) -> DedupDecisions:
+    """Phase 3: connected components over ``edges`` and their survivors; with ``scope=global``, a cluster with any
+    member in an earlier crawl of ``index`` goes entirely."""
+    n = keys.n
     labels = components(n, edges)
-    rep = survivors(labels, times, ids)
+    rep = survivors(labels, keys.times, keys.ids)
     is_dup = rep != np.arange(n)
 
-    # 3. Earlier crawls: a cluster with any member in the index goes entirely.
-    index = None
-    if cfg.index_dir:
-        params = {"ngram": cfg.ngram, "num_bands": cfg.num_bands, "rows_per_band": cfg.rows_per_band, "seed": cfg.seed}
-        index = BandIndex(cfg.index_dir, params)
     earlier = np.zeros(n, dtype=bool)
     if cfg.scope == "global":
         if index is None:
             raise ValueError("dedup scope=global needs index_dir (the band-hash index of earlier crawls)")
-        hit = index.matches(parts, index.earlier(_crawl_of(crawls)))
+        hit = index.matches(parts, index.earlier(_crawl_of(keys.crawls)))
         seen = np.zeros(labels.max() + 1 if n else 0, dtype=bool)
         seen[labels[hit]] = True
         earlier = seen[labels] if n else earlier
     is_dup_cluster = is_dup & ~earlier
-    drop = is_dup_cluster | earlier
-    t_cluster = time.monotonic()
-
-    # 4. Outputs, one shard per input; examples of the largest clusters for the report.
     sizes = np.bincount(labels) if n else np.empty(0, dtype=np.int64)
+    return DedupDecisions(candidates, edges, labels, sizes, rep, is_dup_cluster, earlier, is_dup_cluster | earlier)
+
+
+def _collect_examples(table: pa.Table, labels: np.ndarray, examples: dict[int, list[dict]]) -> None:
+    """Add this shard's members of the largest clusters (``examples``' keys) to their examples, up to a few each."""
+    for r in np.flatnonzero(np.isin(labels, list(examples))):
+        members = examples[int(labels[r])]
+        if len(members) < _REPORT_MEMBERS:
+            row = table.slice(int(r), 1).to_pylist()[0]
+            members.append({"id": row["id"], "url": row.get("url"), "text": (row["text"] or "")[:160]})
+
+
+def _shard_decision_stats(path: str, lo: int, hi: int, dec: DedupDecisions, cfg: DedupConfig) -> StageStats:
+    """One shard's counts: its drops by reason, or only the would-be drops with ``annotate_only``."""
+    st = StageStats(stage="dedup", shard=shard_id(path), docs_in=hi - lo)
+    n_cluster, n_earlier = int(dec.is_dup_cluster[lo:hi].sum()), int(dec.earlier[lo:hi].sum())
+    if cfg.annotate_only:
+        st.docs_kept = hi - lo
+        st.extra["would_drop_minhash_duplicate"] = n_cluster
+        st.extra["would_drop_minhash_earlier_crawl"] = n_earlier
+    else:
+        st.docs_kept = hi - lo - n_cluster - n_earlier
+        if n_cluster:
+            st.drop("minhash_duplicate", n_cluster)
+        if n_earlier:
+            st.drop("minhash_earlier_crawl", n_earlier)
+    return st
+
+
+def apply_decisions(
+    inputs: list[str], out_dir: Path, keys: RunKeys, dec: DedupDecisions, cfg: DedupConfig, t0: float
+) -> tuple[list[StageStats], dict[int, list[dict]]]:
+    """Phase 4, per shard: annotate (``minhash_cluster``, ``is_duplicate``), drop unless ``annotate_only``, write;
+    the shards' stats and example members of the largest clusters (by cluster label) for the report."""
+    n, sizes = keys.n, dec.sizes
     largest = [int(c) for c in np.argsort(-sizes, kind="stable")[:_REPORT_CLUSTERS] if sizes[c] > 1]
     examples: dict[int, list[dict]] = {c: [] for c in largest}
-    cluster_id = ids.take(pa.array(rep)) if n else pa.array([], pa.string())
+    cluster_id = keys.ids.take(pa.array(dec.rep)) if n else pa.array([], pa.string())
     shard_stats = []
     for s, path in enumerate(inputs):
-        lo, hi = int(offsets[s]), int(offsets[s + 1])
+        lo, hi = int(keys.offsets[s]), int(keys.offsets[s + 1])
         table = read_table(path)
         table = table.slice(0, hi - lo)
-        dup = pa.array(drop[lo:hi], pa.bool_())
+        dup = pa.array(dec.drop[lo:hi], pa.bool_())
         t2 = table.append_column("minhash_cluster", cluster_id.slice(lo, hi - lo)).append_column("is_duplicate", dup)
-        for r in np.flatnonzero(np.isin(labels[lo:hi], largest)):
-            members = examples[int(labels[lo + r])]
-            if len(members) < _REPORT_MEMBERS:
-                row = table.slice(int(r), 1).to_pylist()[0]
-                members.append({"id": row["id"], "url": row.get("url"), "text": (row["text"] or "")[:160]})
-        st = StageStats(stage="dedup", shard=shard_id(path), docs_in=hi - lo)
-        n_cluster, n_earlier = int(is_dup_cluster[lo:hi].sum()), int(earlier[lo:hi].sum())
-        if cfg.annotate_only:
-            st.docs_kept = hi - lo
-            st.extra["would_drop_minhash_duplicate"] = n_cluster
-            st.extra["would_drop_minhash_earlier_crawl"] = n_earlier
-        else:
+        _collect_examples(table, dec.labels[lo:hi], examples)
+        st = _shard_decision_stats(path, lo, hi, dec, cfg)
+        if not cfg.annotate_only:
             t2 = t2.filter(pc.invert(dup))
-            st.docs_kept = hi - lo - n_cluster - n_earlier
-            if n_cluster:
-                st.drop("minhash_duplicate", n_cluster)
-            if n_earlier:
-                st.drop("minhash_earlier_crawl", n_earlier)
         st.seconds = time.monotonic() - t0
         shard_stats.append(write_shard(t2, out_dir / f"{shard_id(path)}.parquet", st, cfg, inputs))
+    return shard_stats, examples
 
-    indexed = None
-    if index is not None and cfg.update_index:
-        if any(crawls):
-            indexed = _crawl_of(crawls)
-            index.add(indexed, parts)
-        else:
-            log.warning("dedup index: no crawl_id column in the inputs, %s not updated", cfg.index_dir)
 
-    # 5. Cluster statistics and the report.
+def update_index(
+    index: BandIndex | None, parts: BandPartitions, crawls: list[str | None], cfg: DedupConfig
+) -> str | None:
+    """Add this run's crawl to the cross-crawl index (with ``update_index``); the crawl added, or None."""
+    if index is None or not cfg.update_index:
+        return None
+    if any(crawls):
+        indexed = _crawl_of(crawls)
+        index.add(indexed, parts)
+        return indexed
+    log.warning("dedup index: no crawl_id column in the inputs, %s not updated", cfg.index_dir)
+    return None
+
+
+def cluster_report(
+    keys: RunKeys, dec: DedupDecisions, examples: dict[int, list[dict]], indexed: str | None, cfg: DedupConfig
+) -> dict:
+    """Cluster statistics of the run: size histogram and the largest clusters with example members
+    (``seconds`` is the caller's to add)."""
+    sizes = dec.sizes
     multi = sizes[sizes > 1]
     histogram = Counter("2" if s == 2 else "3-9" if s < 10 else "10-99" if s < 100 else "100+" for s in multi.tolist())
-    report = {
-        "documents": n,
-        "candidate_pairs": int(candidates),
-        "edges_after_check": int(len(edges)),
+    rep, labels, ids = dec.rep, dec.labels, keys.ids
+    return {
+        "documents": keys.n,
+        "candidate_pairs": int(dec.candidates),
+        "edges_after_check": int(len(dec.edges)),
         "clusters_with_duplicates": int(len(multi)),
-        "duplicates_in_clusters": int(is_dup_cluster.sum()),
-        "dropped_earlier_crawl": int(earlier.sum()),
+        "duplicates_in_clusters": int(dec.is_dup_cluster.sum()),
+        "dropped_earlier_crawl": int(dec.earlier.sum()),
         "cluster_size_histogram": {k: histogram.get(k, 0) for k in ("2", "3-9", "10-99", "100+")},
         "largest_clusters": [
             {"size": int(sizes[c]), "survivor": ids[int(rep[np.flatnonzero(labels == c)[0]])].as_py(), "members": m}
             for c, m in examples.items()
         ],
         "index": {"dir": cfg.index_dir, "crawl_added": indexed},
-        "seconds": {"signatures": t_sig - t0, "clusters": t_cluster - t_sig, "total": time.monotonic() - t0},
     }
-    atomic_write_bytes(out_dir / "_clusters.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out_dir / "_clusters.md", _report_markdown(report).encode())
 
+
+def _total_stats(shard_stats: list[StageStats], dec: DedupDecisions, report: dict) -> StageStats:
+    """The run's stats: the shards' merged, plus the cluster figures."""
+    multi = dec.sizes[dec.sizes > 1]
     total = merge(shard_stats, "dedup")
     total.extra.update(
         {
-            "candidate_pairs": int(candidates),
+            "candidate_pairs": int(dec.candidates),
             "clusters_with_duplicates": int(len(multi)),
-            "duplicates": int(drop.sum()),
+            "duplicates": int(dec.drop.sum()),
             "cluster_size_max": int(multi.max()) if len(multi) else 1,
             "cluster_size_mean": float(multi.mean()) if len(multi) else 1.0,
             **{f"clusters_size_{k}": v for k, v in report["cluster_size_histogram"].items()},
         }
     )
+    return total
+
+
+def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Deduplicate all ``inputs`` together; write one output shard per input into the directory ``output``."""
+    t0 = time.monotonic()
+    out_dir = Path(output)
+    parts = BandPartitions(out_dir / "_bands", cfg.num_bands, reset=True)
+    keys = signature_bands(inputs, parts, cfg, limit)
+    t_sig = time.monotonic()
+    candidates, edges = candidate_edges(parts, inputs, keys, cfg)
+    index = band_index(cfg)
+    dec = decide_duplicates(parts, keys, candidates, edges, index, cfg)
+    t_cluster = time.monotonic()
+    shard_stats, examples = apply_decisions(inputs, out_dir, keys, dec, cfg, t0)
+    indexed = update_index(index, parts, keys.crawls, cfg)
+
+    report = cluster_report(keys, dec, examples, indexed, cfg)
+    report["seconds"] = {"signatures": t_sig - t0, "clusters": t_cluster - t_sig, "total": time.monotonic() - t0}
+    atomic_write_bytes(out_dir / "_clusters.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out_dir / "_clusters.md", _report_markdown(report).encode())
+
+    total = _total_stats(shard_stats, dec, report)
     total.seconds = time.monotonic() - t0
     log.info(
         "dedup: %d docs, %d candidate pairs, %d clusters with duplicates, %d duplicates, %d from earlier crawls",
-        n,
-        candidates,
-        len(multi),
-        int(is_dup_cluster.sum()),
-        int(earlier.sum()),
+        keys.n,
+        dec.candidates,
+        report["clusters_with_duplicates"],
+        report["duplicates_in_clusters"],
+        report["dropped_earlier_crawl"],
     )
     return total
 

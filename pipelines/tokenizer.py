@@ -362,17 +362,10 @@ def _clear_outputs(out: Path, keep: Path | None) -> None:
             path.unlink()
 
 
-def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
-    """Train (or load) the tokenizer and write train/val token shards, their lineage and meta.json into ``output``."""
-    t0 = time.monotonic()
-    inputs = [str(p) for p in inputs]
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    tok_path = out / "tokenizer.json"
-    given = Path(cfg.tokenizer_file) if cfg.tokenizer_file else None
-    _clear_outputs(out, given)
-    stats = StageStats(stage="tokenize", shard="all")
-
+def prepare_tokenizer(
+    inputs: list[str], tok_path: Path, given: Path | None, cfg: TokenizeConfig, *, limit: int | None = None
+) -> Tokenizer:
+    """Phase 1: load ``given`` (copied to ``tok_path``) or train a BPE on the training sample (saved there)."""
     if given is not None:
         tok = load_tokenizer(given, cfg.eot_token)
         if given.resolve() != tok_path.resolve():
@@ -380,7 +373,14 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
     else:
         tok = train_tokenizer(training_sample(inputs, cfg, limit=limit), cfg)
         tok.save(str(tok_path))
-    t_tok = time.monotonic()
+    return tok
+
+
+def encode_shards(
+    tok: Tokenizer, inputs: list[str], out: Path, cfg: TokenizeConfig, stats: StageStats, *, limit: int | None = None
+) -> list[ShardInfo]:
+    """Phase 2: encode the inputs batch by batch and pack each split into token shards with their lineage; with
+    ``shuffle_seed`` the documents are spooled first and packed in hash order. Counts into ``stats``."""
     tok.encode_special_tokens = True  # before the encoding threads start (see encode_documents)
     eot = tok.token_to_id(cfg.eot_token)
     vocab = tok.get_vocab_size()
@@ -400,11 +400,13 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
         for split in SPLITS:
             for batch in sinks[split].replay(cfg.shuffle_seed):
                 writers[split].add(batch)
-    shards = [info for s in SPLITS for info in writers[s].close()]
-    t_enc = time.monotonic()
+    return [info for s in SPLITS for info in writers[s].close()]
 
-    tok_hash = sha256_file(tok_path)
-    chash = config_hash(cfg)
+
+def _record_manifest(
+    out: Path, shards: list[ShardInfo], tok_path: Path, tok_hash: str, chash: str, inputs: list[str]
+) -> None:
+    """Every shard file and the tokenizer in OUT_DIR's manifest."""
     manifest = Manifest(out)
     for info in shards:
         for f in info.files:
@@ -414,17 +416,48 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
             manifest.record(f, facts, chash, inputs)
     manifest.record(tok_path, {"bytes": tok_path.stat().st_size, "sha256": tok_hash}, chash, inputs)
 
+
+def _format_meta(dtype: np.dtype) -> dict[str, Any]:
+    """meta.json's description of the .bin layout."""
+    return {
+        "layout": "llm.c: 256 x int32 header (magic, version, token count), then little-endian tokens",
+        "magic": MAGIC if dtype.itemsize == 2 else MAGIC_U32,
+        "version": VERSION_U16 if dtype.itemsize == 2 else VERSION_U32,
+        "dtype": "uint16" if dtype.itemsize == 2 else "uint32",
+        "separator": "end-of-text token before every document",
+    }
+
+
+def _shard_meta(info: ShardInfo) -> dict[str, Any]:
+    """meta.json's entry of one .bin shard."""
+    return {
+        "file": info.path.name,
+        "split": info.split,
+        "tokens": info.tokens,
+        "documents": info.documents,
+        "bytes": info.path.stat().st_size,
+        "sha256": info.sha256[info.path.name],
+        "index": info.files[1].name,
+        "parquet": info.files[2].name if len(info.files) > 2 else None,
+    }
+
+
+def write_token_index(
+    tok: Tokenizer, shards: list[ShardInfo], out: Path, cfg: TokenizeConfig, stats: StageStats, inputs: list[str]
+) -> dict[str, Any]:
+    """Phase 3: the manifest entries, then meta.json (shards, token counts, hashes, config, sources); returns meta."""
+    tok_path = out / "tokenizer.json"
+    eot = tok.token_to_id(cfg.eot_token)
+    vocab = tok.get_vocab_size()
+    tok_hash = sha256_file(tok_path)
+    chash = config_hash(cfg)
+    _record_manifest(out, shards, tok_path, tok_hash, chash, inputs)
+
     per_split = {s: [i for i in shards if i.split == s] for s in SPLITS}
     doc_tokens = stats.tokens - stats.docs_kept  # without the separators
     kept_bytes = stats.bytes_in  # null/empty texts have no bytes, so every byte read belongs to a kept document
     meta = {
-        "format": {
-            "layout": "llm.c: 256 x int32 header (magic, version, token count), then little-endian tokens",
-            "magic": MAGIC if dtype.itemsize == 2 else MAGIC_U32,
-            "version": VERSION_U16 if dtype.itemsize == 2 else VERSION_U32,
-            "dtype": "uint16" if dtype.itemsize == 2 else "uint32",
-            "separator": "end-of-text token before every document",
-        },
+        "format": _format_meta(token_dtype(vocab)),
         "tokenizer": {"file": tok_path.name, "sha256": tok_hash, "vocab_size": vocab, "eot_id": eot},
         "tokenizer_sha256": tok_hash,
         "vocab_size": vocab,
@@ -433,32 +466,38 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
         "tokens": {s: sum(i.tokens for i in per_split[s]) for s in SPLITS},
         "documents": {s: sum(i.documents for i in per_split[s]) for s in SPLITS},
         "bytes_per_token": round(kept_bytes / doc_tokens, 4) if doc_tokens else None,
-        "shards": [
-            {
-                "file": i.path.name,
-                "split": i.split,
-                "tokens": i.tokens,
-                "documents": i.documents,
-                "bytes": i.path.stat().st_size,
-                "sha256": i.sha256[i.path.name],
-                "index": i.files[1].name,
-                "parquet": i.files[2].name if len(i.files) > 2 else None,
-            }
-            for i in shards
-        ],
+        "shards": [_shard_meta(i) for i in shards],
         "config": cfg.model_dump(mode="json"),
         "config_hash": chash,
         "code_version": CODE_VERSION,
         "sources": [{"path": _source_name(p, out), "fingerprint": fingerprint(p)} for p in inputs],
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks the output complete
+    return meta
+
+
+def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
+    """Train (or load) the tokenizer and write train/val token shards, their lineage and meta.json into ``output``."""
+    t0 = time.monotonic()
+    inputs = [str(p) for p in inputs]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    given = Path(cfg.tokenizer_file) if cfg.tokenizer_file else None
+    _clear_outputs(out, given)
+    stats = StageStats(stage="tokenize", shard="all")
+
+    tok = prepare_tokenizer(inputs, out / "tokenizer.json", given, cfg, limit=limit)
+    t_tok = time.monotonic()
+    shards = encode_shards(tok, inputs, out, cfg, stats, limit=limit)
+    t_enc = time.monotonic()
+    meta = write_token_index(tok, shards, out, cfg, stats, inputs)
 
     stats.bytes_out = sum(i.path.stat().st_size for i in shards)
     stats.seconds = time.monotonic() - t0
     stats.extra.update(
         {
-            "vocab_size": vocab,
-            "tokenizer_sha256": tok_hash,
+            "vocab_size": meta["vocab_size"],
+            "tokenizer_sha256": meta["tokenizer_sha256"],
             "train_tokens": meta["tokens"]["train"],
             "val_tokens": meta["tokens"]["val"],
             "shards": len(shards),
