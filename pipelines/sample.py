@@ -1214,70 +1214,75 @@ class _Writer:
         return f"{self.rng.choice(_EN_ORG_A)} {self.rng.choice(_EN_ORG_B)}"
 
     def fill(self, template: str) -> str:
-        rng = self.rng
-        nouns: dict[str, Any] = {}
-
-        def noun(idx: str | None) -> Any:
-            pool = self.en_nouns if self.lang == "en" else self.grammar.nouns
-            if idx is None:
-                return rng.choice(pool)
-            while idx not in nouns:  # numbered nouns of one sentence are different nouns
-                pick = rng.choice(pool)
-                if pick not in nouns.values():
-                    nouns[idx] = pick
-            return nouns[idx]
-
-        def slot(m: re.Match[str]) -> str:
-            kind, idx, form = m.group(1), m.group(2), m.group(3)
-            if kind == "n":
-                if self.lang == "en":
-                    return noun(idx)[0]
-                word, gender = noun(idx)
-                return self.grammar.noun_form(word, gender, form or "")
-            if kind == "N":
-                return noun(idx)[1]
-            if kind == "a":
-                if self.lang == "en":
-                    return rng.choice(self.en_adjs)
-                masc, fem = rng.choice(self.grammar.adjectives)
-                return fem if idx is not None and noun(idx)[1] == "f" else masc
-            if kind in ("v", "vs", "vd", "vn", "vi"):
-                third, past, participle, base = rng.choice(self.verbs)
-                if self.lang == "en":
-                    return {"v": base, "vs": third, "vd": past, "vn": participle, "vi": base}[kind]
-                return {"v": third, "vs": third, "vd": past, "vn": participle, "vi": base}[kind]
-            simple: dict[str, Callable[[], str]] = {
-                "P": self.person,
-                "F": lambda: rng.choice(self.first),
-                "S": lambda: rng.choice(self.last),
-                "R": lambda: rng.choice(_EN_ROLES),
-                "R2": lambda: rng.choice(_EN_ROLES).split(" ", 1)[1],
-                "C": lambda: rng.choice(self.cities),
-                "O": self.organisation,
-                "adv": lambda: rng.choice(_EN_ADVERBS),
-                "q": lambda: rng.choice(_EN_QUANT),
-                "c": lambda: rng.choice(self.connectors),
-                "t": lambda: rng.choice(self.times),
-                "num": lambda: str(rng.randint(2, 40)),
-                "big": lambda: f"{rng.randint(120, 9800):,}".replace(",", _THOUSANDS[self.lang]),
-                "dom": lambda: str(rng.randint(1, 28)),
-                "pct": lambda: str(rng.randint(5, 95)),
-                "yr": lambda: str(rng.randint(1988, 2022)),
-                "yr2": lambda: str(rng.randint(2025, 2027)),
-                "mon": lambda: rng.choice(self.months),
-                "day": lambda: rng.choice(self.days),
-                "price": lambda: rng.choice(("$", "£", "€")) + f"{rng.randint(12, 2400):,}",
-            }
-            return simple[kind]()
-
+        nouns: dict[str, Any] = {}  # numbered noun -> the (word, gender) it stands for in this sentence
         text = template
         for _ in range(3):  # time expressions contain slots themselves
             if "{" not in text:
                 break
-            text = _SLOT.sub(slot, text)
+            text = _SLOT.sub(lambda m: self._slot(m, nouns), text)
         if self.lang == "en":
             text = _A_AN.sub(_a_an, text)
         return _capitalize(text)
+
+    def _noun(self, nouns: dict[str, Any], idx: str | None) -> Any:
+        pool = self.en_nouns if self.lang == "en" else self.grammar.nouns
+        if idx is None:
+            return self.rng.choice(pool)
+        while idx not in nouns:  # numbered nouns of one sentence are different nouns
+            pick = self.rng.choice(pool)
+            if pick not in nouns.values():
+                nouns[idx] = pick
+        return nouns[idx]
+
+    def _slot(self, m: re.Match[str], nouns: dict[str, Any]) -> str:
+        """The text for one ``{kind:idx:form}`` slot; nouns, adjectives and verbs agree within the sentence."""
+        rng = self.rng
+        kind, idx, form = m.group(1), m.group(2), m.group(3)
+        if kind == "n":
+            if self.lang == "en":
+                return self._noun(nouns, idx)[0]
+            word, gender = self._noun(nouns, idx)
+            return self.grammar.noun_form(word, gender, form or "")
+        if kind == "N":
+            return self._noun(nouns, idx)[1]
+        if kind == "a":
+            if self.lang == "en":
+                return rng.choice(self.en_adjs)
+            masc, fem = rng.choice(self.grammar.adjectives)
+            return fem if idx is not None and self._noun(nouns, idx)[1] == "f" else masc
+        if kind in ("v", "vs", "vd", "vn", "vi"):
+            third, past, participle, base = rng.choice(self.verbs)
+            if self.lang == "en":
+                return {"v": base, "vs": third, "vd": past, "vn": participle, "vi": base}[kind]
+            return {"v": third, "vs": third, "vd": past, "vn": participle, "vi": base}[kind]
+        return self._simple_slot(kind)
+
+    def _simple_slot(self, kind: str) -> str:
+        """A slot that needs nothing from the rest of the sentence: a name, a place, a number, a date part."""
+        rng = self.rng
+        simple: dict[str, Callable[[], str]] = {
+            "P": self.person,
+            "F": lambda: rng.choice(self.first),
+            "S": lambda: rng.choice(self.last),
+            "R": lambda: rng.choice(_EN_ROLES),
+            "R2": lambda: rng.choice(_EN_ROLES).split(" ", 1)[1],
+            "C": lambda: rng.choice(self.cities),
+            "O": self.organisation,
+            "adv": lambda: rng.choice(_EN_ADVERBS),
+            "q": lambda: rng.choice(_EN_QUANT),
+            "c": lambda: rng.choice(self.connectors),
+            "t": lambda: rng.choice(self.times),
+            "num": lambda: str(rng.randint(2, 40)),
+            "big": lambda: f"{rng.randint(120, 9800):,}".replace(",", _THOUSANDS[self.lang]),
+            "dom": lambda: str(rng.randint(1, 28)),
+            "pct": lambda: str(rng.randint(5, 95)),
+            "yr": lambda: str(rng.randint(1988, 2022)),
+            "yr2": lambda: str(rng.randint(2025, 2027)),
+            "mon": lambda: rng.choice(self.months),
+            "day": lambda: rng.choice(self.days),
+            "price": lambda: rng.choice(("$", "£", "€")) + f"{rng.randint(12, 2400):,}",
+        }
+        return simple[kind]()
 
     def sentence(self) -> str:
         """The next sentence, cycling through the shuffled templates so a page rarely repeats one."""
@@ -1578,29 +1583,31 @@ def _article_body(article: _Article, base: str) -> str:
     return "\n".join(out)
 
 
-def _render(page: _Page, related: list[_Page], popular: list[_Page], rng: random.Random) -> str:
-    """The page's HTML: boilerplate of its site (one of four layouts) around the article."""
-    t = _CHROME.get(page.lang, _CHROME["en"])
-    a = page.article
+def _cookie_banner(t: dict[str, Any]) -> str:
     esc = html.escape
-    name = _site_name(page.site)
-    base = f"https://{_host(page.site)}"
-    layout = _layout(page.site)
-    nav = "".join(f'<li><a href="/{_slug(x) or "home"}/">{esc(x)}</a></li>' for x in t["nav"])
-    cookie = (
+    return (
         f'<div id="cookie-consent" class="cookie-banner" role="dialog" aria-live="polite"><p>{esc(t["cookie"])}</p>'
         f'<button class="btn accept">{esc(t["accept"])}</button><button class="btn reject">{esc(t["reject"])}</button>'
         f' <a href="/cookies/">{esc(t["settings"])}</a></div>'
     )
-    header = (
+
+
+def _site_header(t: dict[str, Any], name: str) -> str:
+    esc = html.escape
+    nav = "".join(f'<li><a href="/{_slug(x) or "home"}/">{esc(x)}</a></li>' for x in t["nav"])
+    return (
         f'<header class="site-header"><a class="logo" href="/">{esc(name)}</a>'
         f'<nav class="main-nav" aria-label="Main"><ul>{nav}</ul></nav>'
         f'<form class="search" action="/search" role="search"><input type="search" name="q" '
         f'placeholder="{esc(t["search"])}"><button>{esc(t["search"])}</button></form></header>'
     )
+
+
+def _sidebar(t: dict[str, Any], related: list[_Page], popular: list[_Page]) -> str:
+    esc = html.escape
     related_html = "".join(f'<li><a href="{esc(p.url)}">{esc(p.article.title)}</a></li>' for p in related)
     popular_html = "".join(f'<li><a href="{esc(p.url)}">{esc(p.article.title)}</a></li>' for p in popular)
-    sidebar = (
+    return (
         f'<aside class="sidebar" role="complementary">'
         f'<section class="widget related-posts"><h3>{esc(t["related"])}</h3><ul>{related_html}</ul></section>'
         f'<section class="widget popular-posts"><h3>{esc(t["popular"])}</h3><ol>{popular_html}</ol></section>'
@@ -1608,65 +1615,91 @@ def _render(page: _Page, related: list[_Page], popular: list[_Page], rng: random
         f'<form action="/subscribe" method="post"><input type="email" name="email" placeholder="you@example.com">'
         f"<button>{esc(t['subscribe'])}</button></form></section></aside>"
     )
-    year = page.date.year
-    footer = (
+
+
+def _site_footer(t: dict[str, Any], name: str, year: int) -> str:
+    esc = html.escape
+    return (
         f'<footer class="site-footer"><nav class="footer-links"><a href="/about/">{esc(t["about"])}</a> | '
         f'<a href="/contact/">{esc(t["contact"])}</a> | <a href="/privacy/">{esc(t["privacy"])}</a> | '
         f'<a href="/terms/">{esc(t["terms"])}</a></nav>'
         f"<p>&copy; {year} {esc(name)}. {esc(t['rights'])}</p></footer>"
     )
-    byline = ""
-    if a.author:
-        author_slug = _slug(a.author)
-        byline = (
-            f'<p class="byline">{esc(t["by"])} <a rel="author" href="/author/{author_slug}/">{esc(a.author)}</a>'
-            f' · <time datetime="{page.date:%Y-%m-%d}">{_format_date(page.date, page.lang)}</time></p>'
-        )
-    share = (
-        f'<div class="share-buttons"><span>{esc(t["share"])}:</span> <a href="https://facebook.example/share">'
+
+
+def _byline(page: _Page, t: dict[str, Any]) -> str:
+    """Author link and publication date; '' for a page without an author."""
+    a = page.article
+    if not a.author:
+        return ""
+    esc = html.escape
+    author_slug = _slug(a.author)
+    return (
+        f'<p class="byline">{esc(t["by"])} <a rel="author" href="/author/{author_slug}/">{esc(a.author)}</a>'
+        f' · <time datetime="{page.date:%Y-%m-%d}">{_format_date(page.date, page.lang)}</time></p>'
+    )
+
+
+def _share_buttons(t: dict[str, Any]) -> str:
+    return (
+        f'<div class="share-buttons"><span>{html.escape(t["share"])}:</span> <a href="https://facebook.example/share">'
         f'Facebook</a> <a href="https://x.example/intent">X</a> <a href="mailto:?subject=article">Email</a></div>'
     )
-    comments = ""
-    if page.lang == "en" and a.author and rng.random() < 0.5:
-        chosen = rng.sample(_EN_COMMENTS, rng.randint(2, 3))
-        items = "".join(
-            f'<li class="comment"><p class="comment-author">{esc(rng.choice(_EN_FIRST))}</p>'
-            f'<p>{esc(c)}</p><a class="reply" href="#respond">{esc(t["reply"])}</a></li>'
-            for c in chosen
-        )
-        comments = (
-            f'<section id="comments" class="comments-area"><h3>{len(chosen)} {esc(t["comments"])}</h3>'
-            f'<ol class="comment-list">{items}</ol></section>'
-        )
-    body = _article_body(a, base)
+
+
+def _comments(page: _Page, t: dict[str, Any], rng: random.Random) -> str:
+    """A comment section on about half of the English pages with an author; '' elsewhere."""
+    if not (page.lang == "en" and page.article.author and rng.random() < 0.5):
+        return ""
+    esc = html.escape
+    chosen = rng.sample(_EN_COMMENTS, rng.randint(2, 3))
+    items = "".join(
+        f'<li class="comment"><p class="comment-author">{esc(rng.choice(_EN_FIRST))}</p>'
+        f'<p>{esc(c)}</p><a class="reply" href="#respond">{esc(t["reply"])}</a></li>'
+        for c in chosen
+    )
+    return (
+        f'<section id="comments" class="comments-area"><h3>{len(chosen)} {esc(t["comments"])}</h3>'
+        f'<ol class="comment-list">{items}</ol></section>'
+    )
+
+
+def _main_content(
+    page: _Page, t: dict[str, Any], layout: int, *, byline: str, body: str, share: str, comments: str, sidebar: str
+) -> str:
+    """The article with its byline, share buttons, comments and sidebar, arranged as one of the four layouts."""
+    esc = html.escape
+    title = esc(page.article.title)
     if layout == 0:  # WordPress-like
         article = (
             f'<article class="post type-post status-publish"><header class="entry-header">'
-            f'<h1 class="entry-title">{esc(a.title)}</h1>{byline}</header>'
+            f'<h1 class="entry-title">{title}</h1>{byline}</header>'
             f'<div class="entry-content">\n{body}\n</div><footer class="entry-footer">{share}</footer></article>'
         )
-        main = f'<div id="content" class="site-content"><main id="main">{article}{comments}</main>{sidebar}</div>'
-    elif layout == 1:  # news site
+        return f'<div id="content" class="site-content"><main id="main">{article}{comments}</main>{sidebar}</div>'
+    if layout == 1:  # news site
         article = (
-            f'<article class="story"><h1>{esc(a.title)}</h1>{byline}<div class="story-body">\n{body}\n</div>'
-            f"{share}</article>"
+            f'<article class="story"><h1>{title}</h1>{byline}<div class="story-body">\n{body}\n</div>{share}</article>'
         )
-        main = (
+        return (
             f'<main class="layout"><div class="breadcrumbs"><a href="/">{esc(t["nav"][0])}</a> › '
             f'<a href="/{page.section}/">{esc(page.section.title())}</a></div>{article}{comments}{sidebar}</main>'
         )
-    elif layout == 2:  # bootstrap-style blog
-        article = (
-            f'<article class="blog-post"><h1 class="display-5">{esc(a.title)}</h1>{byline}\n{body}\n{share}</article>'
-        )
-        main = (
+    if layout == 2:  # bootstrap-style blog
+        article = f'<article class="blog-post"><h1 class="display-5">{title}</h1>{byline}\n{body}\n{share}</article>'
+        return (
             f'<div class="container"><div class="row"><div class="col-md-8">{article}{comments}</div>'
             f'<div class="col-md-4">{sidebar}</div></div></div>'
         )
-    else:  # minimal, banner at the bottom
-        article = f"<article><h1>{esc(a.title)}</h1>{byline}\n{body}\n</article>"
-        main = f"<main>{article}{comments}</main>{sidebar}"
-    cookie_top, cookie_bottom = (cookie, "") if layout != 3 else ("", cookie)
+    # minimal, banner at the bottom
+    article = f"<article><h1>{title}</h1>{byline}\n{body}\n</article>"
+    return f"<main>{article}{comments}</main>{sidebar}"
+
+
+def _head(page: _Page, name: str) -> str:
+    """The <head> contents: charset declaration, title, description, canonical URL, JSON-LD and a tracker stub."""
+    esc = html.escape
+    a = page.article
     description = esc(" ".join(a.paragraphs()[0])[:150]) if a.paragraphs() else ""
     meta_charset = (
         f'<meta http-equiv="Content-Type" content="text/html; charset={page.charset}">'
@@ -1683,7 +1716,7 @@ def _render(page: _Page, related: list[_Page], popular: list[_Page], rng: random
         ensure_ascii=False,
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="{page.lang}">\n<head>\n{meta_charset}\n'
+        f"{meta_charset}\n"
         f"<title>{esc(a.title)} | {esc(name)}</title>\n"
         f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="description" content="{description}">\n'
@@ -1691,7 +1724,30 @@ def _render(page: _Page, related: list[_Page], popular: list[_Page], rng: random
         f'<link rel="stylesheet" href="/static/css/main.{hashlib.sha1(page.site.encode()).hexdigest()[:8]}.css">\n'
         f'<script type="application/ld+json">{ld}</script>\n'
         f"<script>window.dataLayer=window.dataLayer||[];function gtag(){{dataLayer.push(arguments);}}</script>\n"
-        f'</head>\n<body class="layout-{layout}">\n{cookie_top}\n{header}\n{main}\n{footer}\n{cookie_bottom}\n'
+    )
+
+
+def _render(page: _Page, related: list[_Page], popular: list[_Page], rng: random.Random) -> str:
+    """The page's HTML: boilerplate of its site (one of four layouts) around the article."""
+    t = _CHROME.get(page.lang, _CHROME["en"])
+    name = _site_name(page.site)
+    layout = _layout(page.site)
+    cookie = _cookie_banner(t)
+    main = _main_content(
+        page,
+        t,
+        layout,
+        byline=_byline(page, t),
+        body=_article_body(page.article, f"https://{_host(page.site)}"),
+        share=_share_buttons(t),
+        comments=_comments(page, t, rng),
+        sidebar=_sidebar(t, related, popular),
+    )
+    cookie_top, cookie_bottom = (cookie, "") if layout != 3 else ("", cookie)
+    return (
+        f'<!DOCTYPE html>\n<html lang="{page.lang}">\n<head>\n{_head(page, name)}'
+        f'</head>\n<body class="layout-{layout}">\n{cookie_top}\n{_site_header(t, name)}\n{main}\n'
+        f"{_site_footer(t, name, page.date.year)}\n{cookie_bottom}\n"
         f'<script src="/static/js/app.js" defer></script>\n</body>\n</html>\n'
     )
 
@@ -1797,8 +1853,15 @@ class _WarcBuilder:
         return (WARC_DATE_BASE + timedelta(seconds=self.clock[0])).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def add(self, f: _Fetch, ip: str, fetch_ms: int) -> None:
+        """Append the request, response and metadata records of one fetch; set its record id and offset."""
         date = self._date()
-        when = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        request_id = self._add_request(f, date, ip)
+        f.record_id = self._id()
+        self._add_response(f, date, ip, request_id)
+        self._add_metadata(f, date, fetch_ms)
+
+    def _add_request(self, f: _Fetch, date: str, ip: str) -> str:
+        """Append the request record; return its record id."""
         path = "/" + f.url.split("/", 3)[3]
         host = f.url.split("/")[2]
         request = (
@@ -1820,12 +1883,16 @@ class _WarcBuilder:
             ],
             request,
         )
-        f.record_id = self._id()
+        return request_id
+
+    def _add_response(self, f: _Fetch, date: str, ip: str, request_id: str) -> None:
         if f.kind == "malformed":
             # Valid WARC framing around an HTTP message that is not one: garbled status line, truncated headers.
             block = b"HTTP/1.1 2OO 0K\r\nContent-Type text/html\r\nX-Cache: HIT fr\x00m edge\r\nContent-Le"
             payload_digest: list[tuple[str, str]] = []
         else:
+            when = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            host = f.url.split("/")[2]
             http_head = [
                 f"HTTP/1.1 {f.status} {f.reason}",
                 f"Date: {email.utils.format_datetime(when, usegmt=True)}",
@@ -1855,6 +1922,8 @@ class _WarcBuilder:
             ],
             block,
         )
+
+    def _add_metadata(self, f: _Fetch, date: str, fetch_ms: int) -> None:
         meta = f"fetchTimeMs: {fetch_ms}\r\n"
         if f.page is not None:
             meta += f"charset-detected: {f.page.charset.upper()}\r\n"
@@ -1958,48 +2027,47 @@ def _known_reasons(out: Path, versions: dict[str, str]) -> dict[str, tuple[str, 
     }
 
 
-def _build_pages(cfg: SampleConfig) -> list[_Page]:
-    seed = cfg.seed
-    counts = _plan_counts(cfg.pages)
-    rng = _rng(seed, "plan")
-    pages: list[_Page] = []
-
-    # Near-duplicate clusters: an original and 1–3 edited copies, each on another site.
-    n_dups = 0
-    for c in range(counts["clusters"]):
-        crng = _rng(seed, "cluster", c)
-        topic = crng.choice(_EN_TOPICS)
-        original = _english_article(crng, topic, 380, 680)
-        members = [original]
-        size = crng.randint(2, 4)
-        while len(members) < size:
-            for attempt in range(20):
-                # 0.88 on the article leaves a margin for extraction and makes MinHash (14 x 8) miss a pair < 1%.
-                copy = _near_duplicate(crng, original, topic, edits=max(1, 3 - attempt // 5))
-                text = copy.text()
-                if text != original.text() and all(_jaccard(text, m.text()) >= 0.88 for m in members):
-                    members.append(copy)
-                    break
-            else:
+def _duplicate_cluster(seed: int, c: int) -> list[_Page]:
+    """Near-duplicate cluster ``c``: an original and 1–3 edited copies, each on another site."""
+    crng = _rng(seed, "cluster", c)
+    topic = crng.choice(_EN_TOPICS)
+    original = _english_article(crng, topic, 380, 680)
+    members = [original]
+    size = crng.randint(2, 4)
+    while len(members) < size:
+        for attempt in range(20):
+            # 0.88 on the article leaves a margin for extraction and makes MinHash (14 x 8) miss a pair < 1%.
+            copy = _near_duplicate(crng, original, topic, edits=max(1, 3 - attempt // 5))
+            text = copy.text()
+            if text != original.text() and all(_jaccard(text, m.text()) >= 0.88 for m in members):
+                members.append(copy)
                 break
-        sites = crng.sample(_SITES["en"], len(members))
-        for m, site in zip(members, sites, strict=True):
-            pages.append(
-                _Page("en", "duplicate", m, site=site, section=_slug(topic.section), dup_cluster=f"dup-{c:03d}")
-            )
-        n_dups += len(members)
+        else:
+            break
+    sites = crng.sample(_SITES["en"], len(members))
+    return [
+        _Page("en", "duplicate", m, site=site, section=_slug(topic.section), dup_cluster=f"dup-{c:03d}")
+        for m, site in zip(members, sites, strict=True)
+    ]
 
-    # Low-quality pages, four families.
+
+def _low_quality_pages(seed: int, n: int) -> list[_Page]:
+    """Low-quality pages, four families in turn."""
     families = ("keyword_spam", "link_list", "lorem_ipsum", "short")
-    for i in range(counts["low"]):
+    pages = []
+    for i in range(n):
         kind = families[i % 4]
         lrng = _rng(seed, "low", i)
         article, lang = _low_quality_article(lrng, kind, i // 4)
         pages.append(_Page(lang, "low_quality", article, site=lrng.choice(_SITES["en"]), low_quality=kind))
+    return pages
 
-    # PII pages: good English pages with planted values (cycled types, so each type appears often).
+
+def _pii_pages(seed: int, n: int) -> list[_Page]:
+    """Good English pages with planted values (cycled types, so each type appears often)."""
     types = ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD"]
-    for i in range(counts["pii"]):
+    pages = []
+    for i in range(n):
         prng = _rng(seed, "pii", i)
         topic = prng.choice(_EN_TOPICS)
         page = _Page(
@@ -2008,18 +2076,25 @@ def _build_pages(cfg: SampleConfig) -> list[_Page]:
         kinds = [types[i % 4]] + prng.sample(types, prng.randint(0, 2))
         _plant_pii(prng, page, topic, kinds, with_non_pii=i % 3 == 0)
         pages.append(page)
+    return pages
 
-    # Other languages.
+
+def _foreign_pages(seed: int, n: int) -> list[_Page]:
+    """Good pages in the other languages, in proportion to their share."""
     total_w = sum(_FOREIGN_SHARE.values())
     langs = [lang for lang, w in _FOREIGN_SHARE.items() for _ in range(w)]
-    for i in range(counts["foreign"]):
-        lang = langs[i * total_w // counts["foreign"]]
+    pages = []
+    for i in range(n):
+        lang = langs[i * total_w // n]
         frng = _rng(seed, "foreign", i)
         pages.append(_Page(lang, "good", _foreign_article(frng, lang), site=frng.choice(_SITES[lang])))
+    return pages
 
-    # The rest: good English pages; a few carry a non-PII look-alike only.
-    n_good = cfg.pages - len(pages)
-    for i in range(max(n_good, 0)):
+
+def _good_pages(seed: int, n: int) -> list[_Page]:
+    """Good English pages; a few carry a non-PII look-alike only."""
+    pages = []
+    for i in range(max(n, 0)):
         grng = _rng(seed, "good", i)
         topic = grng.choice(_EN_TOPICS)
         page = _Page(
@@ -2028,6 +2103,21 @@ def _build_pages(cfg: SampleConfig) -> list[_Page]:
         if i % 40 == 7:
             _plant_pii(grng, page, topic, [], with_non_pii=True)
         pages.append(page)
+    return pages
+
+
+def _build_pages(cfg: SampleConfig) -> list[_Page]:
+    seed = cfg.seed
+    counts = _plan_counts(cfg.pages)
+    rng = _rng(seed, "plan")
+    pages: list[_Page] = []
+    for c in range(counts["clusters"]):
+        pages += _duplicate_cluster(seed, c)
+    n_dups = len(pages)
+    pages += _low_quality_pages(seed, counts["low"])
+    pages += _pii_pages(seed, counts["pii"])
+    pages += _foreign_pages(seed, counts["foreign"])
+    pages += _good_pages(seed, cfg.pages - len(pages))  # the rest
 
     # Legacy charsets, declared only in a <meta> tag, on a few pages with accented text.
     legacy = [p for p in pages if p.lang in ("de", "fr", "es", "pt")]
@@ -2068,13 +2158,9 @@ def _assign(pages: list[_Page], cfg: SampleConfig) -> None:
         p.url = url
 
 
-def _special_fetches(cfg: SampleConfig) -> list[tuple[int, _Fetch]]:
-    """(file, fetch) for the non-HTML responses, the 404, the 301 and the malformed record."""
-    rng = _rng(cfg.seed, "special")
-    sites = rng.sample(_SITES["en"], 8)
-    base = [f"https://{_host(s)}" for s in sites]
-    out: list[tuple[int, _Fetch]] = []
-    items = [
+def _non_html_fetches(rng: random.Random, base: list[str]) -> list[_Fetch]:
+    """Two PNG images, a PDF and two JSON API responses, on the sites ``base[0]`` … ``base[4]``."""
+    return [
         _Fetch(f"{base[0]}/images/logo.png", 200, "OK", "image/png", _png(rng), kind="non_html"),
         _Fetch(f"{base[1]}/uploads/2023/header-banner.png", 200, "OK", "image/png", _png(rng, 24), kind="non_html"),
         _Fetch(
@@ -2107,6 +2193,12 @@ def _special_fetches(cfg: SampleConfig) -> list[tuple[int, _Fetch]]:
             json.dumps([{"id": rng.randint(100, 999), "status": "publish"}]).encode(),
             kind="non_html",
         ),
+    ]
+
+
+def _broken_fetches(base: list[str]) -> list[_Fetch]:
+    """The 404 and the 301 on the sites ``base[5]`` and ``base[6]``, the malformed record on ``base[7]``."""
+    return [
         _Fetch(
             f"{base[5]}/this-page-does-not-exist/",
             404,
@@ -2127,9 +2219,15 @@ def _special_fetches(cfg: SampleConfig) -> list[tuple[int, _Fetch]]:
         ),
         _Fetch(f"{base[7]}/feed/", 200, "OK", "text/html", b"", kind="malformed"),
     ]
-    for i, f in enumerate(items):
-        out.append(((i if f.kind != "malformed" else 1) % cfg.files, f))
-    return out
+
+
+def _special_fetches(cfg: SampleConfig) -> list[tuple[int, _Fetch]]:
+    """(file, fetch) for the non-HTML responses, the 404, the 301 and the malformed record."""
+    rng = _rng(cfg.seed, "special")
+    sites = rng.sample(_SITES["en"], 8)
+    base = [f"https://{_host(s)}" for s in sites]
+    items = _non_html_fetches(rng, base) + _broken_fetches(base)
+    return [((i if f.kind != "malformed" else 1) % cfg.files, f) for i, f in enumerate(items)]
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -2148,44 +2246,48 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def generate_sample(out_dir: str | Path, cfg: SampleConfig = SampleConfig()) -> list[Path]:  # noqa: B008 (frozen)
-    """Write sample-00000.warc.gz … sample-{files-1:05d}.warc.gz and sample_truth.json into out_dir; return the
-    WARC paths. The same config gives byte-identical files; unchanged files are not rewritten."""
-    t0 = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pages = _build_pages(cfg)
-    _assign(pages, cfg)
-
-    # Low-quality pages must really fail a FineWeb filter; redraw a page (rarely needed) until one does.
+def _render_pages(pages: list[_Page], cfg: SampleConfig, known: dict[str, tuple[str, str]]) -> None:
+    """Set every page's HTML, linking to peers of its language; settle each low-quality page's drop reason."""
     render_rng = _rng(cfg.seed, "render")
     by_lang: dict[str, list[_Page]] = {}
     for p in pages:
         if p.kind != "low_quality":
             by_lang.setdefault(p.lang, []).append(p)
-    versions = _tool_versions()
-    known = _known_reasons(out, versions)
     for i, p in enumerate(pages):
         peers = [q for q in by_lang.get(p.lang, by_lang["en"]) if q is not p]
         related = render_rng.sample(peers, min(5, len(peers)))
         popular = render_rng.sample(peers, min(5, len(peers)))
         p.html = _render(p, related, popular, render_rng)
         if p.kind == "low_quality":
-            for attempt in range(5):
-                digest = _digest(p.payload())
-                observed = known[digest] if digest in known else _observed_reason(p.html)
-                if observed is not None:
-                    p.drop_filter, p.expected_reason = observed
-                    break
-                lrng = _rng(cfg.seed, "low-retry", i, attempt)
-                p.article, p.lang = _low_quality_article(lrng, p.low_quality or "short", attempt)
-                p.html = _render(p, related, popular, render_rng)
-            else:
-                logger.warning("low-quality page %s passes every quality filter", p.url)
+            _settle_drop_reason(p, i, cfg.seed, known, related, popular, render_rng)
 
-    # Interleave pages and special fetches per file, in a seeded order.
-    names = [f"sample-{i:05d}.warc.gz" for i in range(cfg.files)]
-    per_file: list[list[_Fetch]] = [[] for _ in names]
+
+def _settle_drop_reason(
+    p: _Page,
+    i: int,
+    seed: int,
+    known: dict[str, tuple[str, str]],
+    related: list[_Page],
+    popular: list[_Page],
+    render_rng: random.Random,
+) -> None:
+    """Low-quality pages must really fail a FineWeb filter; redraw page ``i`` (rarely needed) until it does."""
+    for attempt in range(5):
+        digest = _digest(p.payload())
+        observed = known[digest] if digest in known else _observed_reason(p.html)
+        if observed is not None:
+            p.drop_filter, p.expected_reason = observed
+            break
+        lrng = _rng(seed, "low-retry", i, attempt)
+        p.article, p.lang = _low_quality_article(lrng, p.low_quality or "short", attempt)
+        p.html = _render(p, related, popular, render_rng)
+    else:
+        logger.warning("low-quality page %s passes every quality filter", p.url)
+
+
+def _per_file_fetches(pages: list[_Page], cfg: SampleConfig) -> list[list[_Fetch]]:
+    """Each file's fetches: its pages and special fetches interleaved in a seeded order."""
+    per_file: list[list[_Fetch]] = [[] for _ in range(cfg.files)]
     for p in pages:
         ctype = "text/html; charset=utf-8" if p.charset == "utf-8" else "text/html"
         per_file[p.file].append(_Fetch(p.url, 200, "OK", ctype, p.payload(), page=p))
@@ -2195,8 +2297,12 @@ def generate_sample(out_dir: str | Path, cfg: SampleConfig = SampleConfig()) -> 
     for file_index, f in _special_fetches(cfg):
         fetches = per_file[file_index]
         fetches.insert(order_rng.randint(len(fetches) // 4, max(len(fetches) * 3 // 4, 1)), f)
+    return per_file
 
-    ids = _rng(cfg.seed, "record-ids")
+
+def _write_warcs(out: Path, names: list[str], per_file: list[list[_Fetch]], seed: int) -> tuple[list[Path], int]:
+    """Write one WARC file per name; return their paths and how many were rewritten."""
+    ids = _rng(seed, "record-ids")
     clock = [0]
     paths: list[Path] = []
     written = 0
@@ -2209,11 +2315,32 @@ def generate_sample(out_dir: str | Path, cfg: SampleConfig = SampleConfig()) -> 
         path = out / name
         written += _write_if_changed(path, bytes(builder.out))
         paths.append(path)
+    return paths, written
 
-    for stale in sorted(out.glob("sample-*.warc.gz")):  # left over from a run with more files
+
+def _remove_stale_warcs(out: Path, names: list[str]) -> None:
+    """Delete sample WARC files left over from a run with more files."""
+    for stale in sorted(out.glob("sample-*.warc.gz")):
         if stale.name not in names and re.fullmatch(r"sample-\d{5}\.warc\.gz", stale.name):
             stale.unlink()
-            logger.info("removed %s (not part of a %d-file sample)", stale, cfg.files)
+            logger.info("removed %s (not part of a %d-file sample)", stale, len(names))
+
+
+def generate_sample(out_dir: str | Path, cfg: SampleConfig = SampleConfig()) -> list[Path]:  # noqa: B008 (frozen)
+    """Write sample-00000.warc.gz … sample-{files-1:05d}.warc.gz and sample_truth.json into out_dir; return the
+    WARC paths. The same config gives byte-identical files; unchanged files are not rewritten."""
+    t0 = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = _build_pages(cfg)
+    _assign(pages, cfg)
+    versions = _tool_versions()
+    _render_pages(pages, cfg, _known_reasons(out, versions))
+
+    names = [f"sample-{i:05d}.warc.gz" for i in range(cfg.files)]
+    per_file = _per_file_fetches(pages, cfg)
+    paths, written = _write_warcs(out, names, per_file, cfg.seed)
+    _remove_stale_warcs(out, names)
     truth = _truth(cfg, names, per_file, versions)
     written += _write_if_changed(out / TRUTH_FILE, (json.dumps(truth, ensure_ascii=False, indent=1) + "\n").encode())
     logger.info(
@@ -2227,6 +2354,27 @@ def generate_sample(out_dir: str | Path, cfg: SampleConfig = SampleConfig()) -> 
     return paths
 
 
+def _page_truth(name: str, f: _Fetch, p: _Page) -> dict[str, Any]:
+    """The truth entry of page ``p``, fetched as ``f`` into WARC file ``name``."""
+    return {
+        "url": p.url,
+        "warc_file": name,
+        "record_id": f.record_id,
+        "offset": f.offset,
+        "payload_digest": _digest(f.body),
+        "language": p.lang,
+        "kind": p.kind,
+        "dup_cluster": p.dup_cluster,
+        "pii": p.pii,
+        "non_pii": p.non_pii,
+        "low_quality": None
+        if p.low_quality is None
+        else {"kind": p.low_quality, "expected_reason": p.expected_reason, "filter": p.drop_filter},
+        "title": p.article.title,
+        "charset": p.charset,
+    }
+
+
 def _truth(
     cfg: SampleConfig, names: list[str], per_file: list[list[_Fetch]], versions: dict[str, str]
 ) -> dict[str, Any]:
@@ -2237,26 +2385,7 @@ def _truth(
     for name, fetches in zip(names, per_file, strict=True):
         for f in fetches:
             if f.page is not None:
-                p = f.page
-                pages_out.append(
-                    {
-                        "url": p.url,
-                        "warc_file": name,
-                        "record_id": f.record_id,
-                        "offset": f.offset,
-                        "payload_digest": _digest(f.body),
-                        "language": p.lang,
-                        "kind": p.kind,
-                        "dup_cluster": p.dup_cluster,
-                        "pii": p.pii,
-                        "non_pii": p.non_pii,
-                        "low_quality": None
-                        if p.low_quality is None
-                        else {"kind": p.low_quality, "expected_reason": p.expected_reason, "filter": p.drop_filter},
-                        "title": p.article.title,
-                        "charset": p.charset,
-                    }
-                )
+                pages_out.append(_page_truth(name, f, f.page))
             elif f.kind == "non_html":
                 non_html.append(
                     {
