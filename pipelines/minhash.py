@@ -215,6 +215,25 @@ def _code_points(strings: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 # numba kernels
 
 
+@njit(inline="always")
+def _read_utf8(src, i):  # noqa: ANN001, ANN202
+    """The code point that starts at byte ``i`` of the UTF-8 buffer ``src``, and the byte after it."""
+    c = np.int64(src[i])
+    if c < 0x80:
+        return c, i + 1
+    if c < 0xE0:
+        return ((c & 0x1F) << 6) | (np.int64(src[i + 1]) & 0x3F), i + 2
+    if c < 0xF0:
+        return ((c & 0x0F) << 12) | ((np.int64(src[i + 1]) & 0x3F) << 6) | (np.int64(src[i + 2]) & 0x3F), i + 3
+    c = (
+        ((c & 0x07) << 18)
+        | ((np.int64(src[i + 1]) & 0x3F) << 12)
+        | ((np.int64(src[i + 2]) & 0x3F) << 6)
+        | (np.int64(src[i + 3]) & 0x3F)
+    )
+    return c, i + 4
+
+
 @njit(nogil=True, cache=True)
 def _nfkc_candidates(src: np.ndarray, src_off: np.ndarray, safe: np.ndarray) -> np.ndarray:
     """Documents of the UTF-8 buffer with a code point that is not ``safe`` for per-character NFKC."""
@@ -224,25 +243,8 @@ def _nfkc_candidates(src: np.ndarray, src_off: np.ndarray, safe: np.ndarray) -> 
         i = src_off[d]
         end = src_off[d + 1]
         while i < end:
-            c = np.int64(src[i])
-            if c < 0x80:
-                i += 1
-                continue
-            if c < 0xE0:
-                c = ((c & 0x1F) << 6) | (np.int64(src[i + 1]) & 0x3F)
-                i += 2
-            elif c < 0xF0:
-                c = ((c & 0x0F) << 12) | ((np.int64(src[i + 1]) & 0x3F) << 6) | (np.int64(src[i + 2]) & 0x3F)
-                i += 3
-            else:
-                c = (
-                    ((c & 0x07) << 18)
-                    | ((np.int64(src[i + 1]) & 0x3F) << 12)
-                    | ((np.int64(src[i + 2]) & 0x3F) << 6)
-                    | (np.int64(src[i + 3]) & 0x3F)
-                )
-                i += 4
-            if not safe[c]:
+            c, i = _read_utf8(src, i)
+            if c >= 0x80 and not safe[c]:  # ASCII is not looked up
                 out[d] = True
                 break
     return out
@@ -283,56 +285,51 @@ def _fold(
     out_off: np.ndarray,
 ) -> None:
     """Per document of the UTF-8 buffer ``src``: per-character NFKC (where the tables have a mapping), lowercase,
-    and runs of non-word code points folded into one space."""
+    and runs of non-word code points folded into one space. ``out_off[-1] = -1`` when ``out`` is too small."""
+    ndocs = src_off.shape[0] - 1
     pos = 0
-    for d in range(src_off.shape[0] - 1):
+    for d in range(ndocs):
         out_off[d] = pos
-        i = src_off[d]
-        end = src_off[d + 1]
-        gap = False
-        started = False
-        while i < end:
-            c = np.int64(src[i])
-            if c < 0x80:
-                i += 1
-            elif c < 0xE0:
-                c = ((c & 0x1F) << 6) | (np.int64(src[i + 1]) & 0x3F)
-                i += 2
-            elif c < 0xF0:
-                c = ((c & 0x0F) << 12) | ((np.int64(src[i + 1]) & 0x3F) << 6) | (np.int64(src[i + 2]) & 0x3F)
-                i += 3
+        pos = _fold_document(
+            src, src_off[d], src_off[d + 1], lower1, lower2, word, nfkc_start, nfkc_len, nfkc_flat, out, pos
+        )
+        if pos < 0:
+            out_off[ndocs] = -1
+            return
+    out_off[ndocs] = pos
+
+
+@njit(inline="always")
+def _fold_document(src, i, end, lower1, lower2, word, nfkc_start, nfkc_len, nfkc_flat, out, pos):  # noqa: ANN001, ANN202
+    """``_fold`` of the document ``src[i:end]`` written from ``out[pos]``: the position after it, or -1 when ``out``
+    has no room left."""
+    gap = False
+    started = False
+    while i < end:
+        c, i = _read_utf8(src, i)
+        if pos + 160 > out.shape[0]:  # room for the longest mapping, lowercased, and the padding
+            return -1
+        first = nfkc_start[c]
+        count = nfkc_len[c]
+        k = 0
+        while True:  # the character itself, or each character of its NFKC mapping
+            if count:
+                c = np.int64(nfkc_flat[first + k])
+            if not word[c]:
+                gap = True
             else:
-                c = (
-                    ((c & 0x07) << 18)
-                    | ((np.int64(src[i + 1]) & 0x3F) << 12)
-                    | ((np.int64(src[i + 2]) & 0x3F) << 6)
-                    | (np.int64(src[i + 3]) & 0x3F)
-                )
-                i += 4
-            if pos + 160 > out.shape[0]:  # room for the longest mapping, lowercased, and the padding
-                out_off[src_off.shape[0] - 1] = -1
-                return
-            first = nfkc_start[c]
-            count = nfkc_len[c]
-            k = 0
-            while True:  # the character itself, or each character of its NFKC mapping
-                if count:
-                    c = np.int64(nfkc_flat[first + k])
-                if not word[c]:
-                    gap = True
-                else:
-                    if gap and started:
-                        out[pos] = 32
-                        pos += 1
-                    gap = False
-                    started = True
-                    pos = _put_utf8(out, pos, np.int64(lower1[c]))
-                    if lower2[c]:
-                        pos = _put_utf8(out, pos, np.int64(lower2[c]))
-                k += 1
-                if k >= count:
-                    break
-    out_off[src_off.shape[0] - 1] = pos
+                if gap and started:
+                    out[pos] = 32
+                    pos += 1
+                gap = False
+                started = True
+                pos = _put_utf8(out, pos, np.int64(lower1[c]))
+                if lower2[c]:
+                    pos = _put_utf8(out, pos, np.int64(lower2[c]))
+            k += 1
+            if k >= count:
+                break
+    return pos
 
 
 @njit(nogil=True, cache=True)
@@ -400,13 +397,6 @@ def _round0(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _round1(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
-    for j in range(a.shape[0]):
-        e[j] = _U32(e[j] + _rotl(a[j], 5) + (b[j] ^ c[j] ^ d[j]) + _U32(0x6ED9EBA1) + w[t & 15, j])
-        b[j] = _rotl(b[j], 30)
-
-
-@njit(inline="always")
 def _round2(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
     for j in range(a.shape[0]):
         f = (b[j] & c[j]) | (b[j] & d[j]) | (c[j] & d[j])
@@ -415,9 +405,10 @@ def _round2(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _round3(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
+def _parity_round(a, b, c, d, e, w, t, k):  # noqa: ANN001, ANN202
+    """Steps 20-39 (k = 0x6ED9EBA1) and 60-79 (k = 0xCA62C1D6): the parity function."""
     for j in range(a.shape[0]):
-        e[j] = _U32(e[j] + _rotl(a[j], 5) + (b[j] ^ c[j] ^ d[j]) + _U32(0xCA62C1D6) + w[t & 15, j])
+        e[j] = _U32(e[j] + _rotl(a[j], 5) + (b[j] ^ c[j] ^ d[j]) + k + w[t & 15, j])
         b[j] = _rotl(b[j], 30)
 
 
@@ -477,18 +468,7 @@ def _sha1_prefix64(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: n
     FIPS 180-4 SHA-1, computed for 64 messages at once; ``buf`` must have >= 4 bytes after the last message."""
     count = starts.shape[0]
     blocks = (ends - starts + 8) // 64 + 1
-    # Counting sort by block count, so each group of lanes runs as few blocks as its longest message needs.
-    top = blocks.max() if count else 1
-    slots = np.zeros(top + 2, np.int64)
-    for i in range(count):
-        slots[blocks[i] + 1] += 1
-    for k in range(1, top + 2):
-        slots[k] += slots[k - 1]
-    order = np.empty(count, np.int64)
-    for i in range(count):
-        order[slots[blocks[i]]] = i
-        slots[blocks[i]] += 1
-
+    order = _order_by_blocks(blocks)
     w = np.empty((16, _LANES), np.uint32)
     h = np.empty((5, _LANES), np.uint32)
     a = np.empty(_LANES, np.uint32)
@@ -501,75 +481,78 @@ def _sha1_prefix64(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: n
         m = min(_LANES, count - first)
         for j in range(_LANES):
             lane[j] = order[first + (j if j < m else 0)]
-        h[0, :] = _U32(0x67452301)
-        h[1, :] = _U32(0xEFCDAB89)
-        h[2, :] = _U32(0x98BADCFE)
-        h[3, :] = _U32(0x10325476)
-        h[4, :] = _U32(0xC3D2E1F0)
-        for blk in range(blocks[lane[m - 1]]):
-            for j in range(_LANES):
-                _load_block(buf, starts[lane[j]], ends[lane[j]], blk, w, j)
-            a[:] = h[0]
-            b[:] = h[1]
-            c[:] = h[2]
-            d[:] = h[3]
-            e[:] = h[4]
-            # Five rounds per step with the roles of a..e rotated, so no state is copied between rounds.
-            for t in range(0, 20, 5):
-                if t >= 16:
-                    _schedule(w, t)
-                _round0(a, b, c, d, e, w, t)
-                if t + 1 >= 16:
-                    _schedule(w, t + 1)
-                _round0(e, a, b, c, d, w, t + 1)
-                if t + 2 >= 16:
-                    _schedule(w, t + 2)
-                _round0(d, e, a, b, c, w, t + 2)
-                if t + 3 >= 16:
-                    _schedule(w, t + 3)
-                _round0(c, d, e, a, b, w, t + 3)
-                if t + 4 >= 16:
-                    _schedule(w, t + 4)
-                _round0(b, c, d, e, a, w, t + 4)
-            for t in range(20, 40, 5):
-                _schedule(w, t)
-                _round1(a, b, c, d, e, w, t)
-                _schedule(w, t + 1)
-                _round1(e, a, b, c, d, w, t + 1)
-                _schedule(w, t + 2)
-                _round1(d, e, a, b, c, w, t + 2)
-                _schedule(w, t + 3)
-                _round1(c, d, e, a, b, w, t + 3)
-                _schedule(w, t + 4)
-                _round1(b, c, d, e, a, w, t + 4)
-            for t in range(40, 60, 5):
-                _schedule(w, t)
-                _round2(a, b, c, d, e, w, t)
-                _schedule(w, t + 1)
-                _round2(e, a, b, c, d, w, t + 1)
-                _schedule(w, t + 2)
-                _round2(d, e, a, b, c, w, t + 2)
-                _schedule(w, t + 3)
-                _round2(c, d, e, a, b, w, t + 3)
-                _schedule(w, t + 4)
-                _round2(b, c, d, e, a, w, t + 4)
-            for t in range(60, 80, 5):
-                _schedule(w, t)
-                _round3(a, b, c, d, e, w, t)
-                _schedule(w, t + 1)
-                _round3(e, a, b, c, d, w, t + 1)
-                _schedule(w, t + 2)
-                _round3(d, e, a, b, c, w, t + 2)
-                _schedule(w, t + 3)
-                _round3(c, d, e, a, b, w, t + 3)
-                _schedule(w, t + 4)
-                _round3(b, c, d, e, a, w, t + 4)
-            for j in range(_LANES):
-                if blk < blocks[lane[j]]:  # lanes whose message is shorter keep their finished state
-                    h[0, j] += a[j]
-                    h[1, j] += b[j]
-                    h[2, j] += c[j]
-                    h[3, j] += d[j]
-                    h[4, j] += e[j]
+        _sha1_lanes(buf, starts, ends, blocks, lane, m, w, h, a, b, c, d, e)
         for j in range(m):
             out[lane[j]] = _bswap32(h[0, j]) | (_bswap32(h[1, j]) << _U64(32))
+
+
+@njit(inline="always")
+def _order_by_blocks(blocks):  # noqa: ANN001, ANN202
+    """The message indices by block count (a counting sort, stable), so each group of lanes runs as few blocks as
+    its longest message needs."""
+    count = blocks.shape[0]
+    top = blocks.max() if count else 1
+    slots = np.zeros(top + 2, np.int64)
+    for i in range(count):
+        slots[blocks[i] + 1] += 1
+    for k in range(1, top + 2):
+        slots[k] += slots[k - 1]
+    order = np.empty(count, np.int64)
+    for i in range(count):
+        order[slots[blocks[i]]] = i
+        slots[blocks[i]] += 1
+    return order
+
+
+@njit(inline="always")
+def _sha1_lanes(buf, starts, ends, blocks, lane, m, w, h, a, b, c, d, e):  # noqa: ANN001, ANN202
+    """``h``: the SHA-1 states of the messages of the lanes ``lane`` (the first ``m`` real, ``lane[m-1]`` the one
+    with the most blocks), after all their blocks."""
+    h[0, :] = _U32(0x67452301)
+    h[1, :] = _U32(0xEFCDAB89)
+    h[2, :] = _U32(0x98BADCFE)
+    h[3, :] = _U32(0x10325476)
+    h[4, :] = _U32(0xC3D2E1F0)
+    for blk in range(blocks[lane[m - 1]]):
+        for j in range(_LANES):
+            _load_block(buf, starts[lane[j]], ends[lane[j]], blk, w, j)
+        a[:] = h[0]
+        b[:] = h[1]
+        c[:] = h[2]
+        d[:] = h[3]
+        e[:] = h[4]
+        _compress(a, b, c, d, e, w)
+        for j in range(_LANES):
+            if blk < blocks[lane[j]]:  # lanes whose message is shorter keep their finished state
+                h[0, j] += a[j]
+                h[1, j] += b[j]
+                h[2, j] += c[j]
+                h[3, j] += d[j]
+                h[4, j] += e[j]
+
+
+@njit(inline="always")
+def _compress(a, b, c, d, e, w):  # noqa: ANN001, ANN202
+    """The 80 steps of SHA-1's compression function on the working state a..e, the block's words in ``w``."""
+    # Five steps per iteration with the roles of a..e rotated, so no state is copied between steps.
+    for t in range(0, 80, 5):
+        _step(a, b, c, d, e, w, t)
+        _step(e, a, b, c, d, w, t + 1)
+        _step(d, e, a, b, c, w, t + 2)
+        _step(c, d, e, a, b, w, t + 3)
+        _step(b, c, d, e, a, w, t + 4)
+
+
+@njit(inline="always")
+def _step(a, b, c, d, e, w, t):  # noqa: ANN001, ANN202
+    """Step ``t``: the message schedule's word t (from t = 16 on), then the round function of t's quarter."""
+    if t >= 16:
+        _schedule(w, t)
+    if t < 20:
+        _round0(a, b, c, d, e, w, t)
+    elif t < 40:
+        _parity_round(a, b, c, d, e, w, t, _U32(0x6ED9EBA1))
+    elif t < 60:
+        _round2(a, b, c, d, e, w, t)
+    else:
+        _parity_round(a, b, c, d, e, w, t, _U32(0xCA62C1D6))
