@@ -140,6 +140,27 @@ def _words(table: pa.Table) -> list[int]:
     return pc.list_value_length(pc.utf8_split_whitespace(text)).to_pylist()
 
 
+def _rule_change(
+    rule: str, table: pa.Table, before: list[str | None], after: list[str | None], words: list[int], examples: int
+) -> RuleChange:
+    """What the what-if does to one drop reason: documents and words before/after, newly dropped examples."""
+    b = [i for i, r in enumerate(before) if r == rule]
+    a = [i for i, r in enumerate(after) if r == rule]
+    newly = [i for i in a if before[i] is None][:examples]
+    ids, urls, texts = table.column("id"), table.column("url"), table.column("text")
+    return RuleChange(
+        rule=rule,
+        docs_before=len(b),
+        docs_after=len(a),
+        words_before=sum(words[i] for i in b),
+        words_after=sum(words[i] for i in a),
+        examples=[
+            {"id": ids[i].as_py(), "url": urls[i].as_py(), "text": (texts[i].as_py() or "")[:160].replace("\n", " ")}
+            for i in newly
+        ],
+    )
+
+
 def explore(
     path: str | Path,
     overrides: list[str] | None = None,
@@ -162,29 +183,10 @@ def explore(
     after = [rules.decide(r) for r in rows]
     words = _words(table)
 
-    result_rules = []
-    ids, urls, texts = table.column("id"), table.column("url"), table.column("text")
-    for rule in sorted({r for r in before + after if r is not None}):
-        b = [i for i, r in enumerate(before) if r == rule]
-        a = [i for i, r in enumerate(after) if r == rule]
-        newly = [i for i in a if before[i] is None][:examples]
-        result_rules.append(
-            RuleChange(
-                rule=rule,
-                docs_before=len(b),
-                docs_after=len(a),
-                words_before=sum(words[i] for i in b),
-                words_after=sum(words[i] for i in a),
-                examples=[
-                    {
-                        "id": ids[i].as_py(),
-                        "url": urls[i].as_py(),
-                        "text": (texts[i].as_py() or "")[:160].replace("\n", " "),
-                    }
-                    for i in newly
-                ],
-            )
-        )
+    result_rules = [
+        _rule_change(rule, table, before, after, words, examples)
+        for rule in sorted({r for r in before + after if r is not None})
+    ]
     plots = []
     if plots_dir is not None:
         plots = [str(p) for p in write_histograms(table, new, Path(plots_dir), base=base)]

@@ -23,6 +23,7 @@ import multiprocessing
 import re
 import signal
 import time
+from typing import Any, NamedTuple
 
 import charset_normalizer
 import pyarrow as pa
@@ -276,6 +277,72 @@ def _pin_mmap_threshold(nbytes: int = 128 * 1024) -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, nbytes)
 
 
+class _Page(NamedTuple):
+    title: str | None
+    text: str
+    charset: str
+    how: str  # fast | full | fallback
+
+
+def _extract_page(
+    resp: WarcResponse,
+    path: str,
+    cfg: ExtractConfig,
+    box: ForkedSandbox,
+    extractor: TrafilaturaExtractor,
+    stats: StageStats,
+) -> _Page | None:
+    """One response's main text, or None with the drop reason counted in ``stats``."""
+    reason = _skip_reason(resp, cfg)
+    if reason:
+        stats.drop(reason)
+        return None
+    html, charset = decode_html(resp.body, resp.charset)
+    try:
+        title, text, how = box.process_document(html, extractor)
+    except TimeoutError:
+        log.warning("%s@%d: extraction timed out (%s s): %s", path, resp.offset, cfg.timeout_seconds, resp.url)
+        stats.drop("timeout")
+        return None
+    except EOFError:
+        stats.drop("extractor_crashed")
+        return None
+    except Exception as e:  # trafilatura/lxml raise many types on hostile HTML
+        log.debug("%s@%d: extraction error %s", path, resp.offset, e)
+        stats.drop("extract_error")
+        return None
+    if not text or len(text.strip()) < cfg.min_text_chars:
+        stats.drop("empty_text")
+        return None
+    return _Page(title, text, charset, how)
+
+
+def _doc_row(resp: WarcResponse, path: str, cfg: ExtractConfig, page: _Page) -> dict[str, Any]:
+    """The output row (DOC_SCHEMA's columns, in order) of a kept page."""
+    return {
+        "id": resp.record_id,
+        "url": resp.url,
+        "crawl_id": cfg.crawl_id,
+        "warc_path": path,
+        "warc_offset": resp.offset,
+        "fetch_time": resp.fetch_time,
+        "title": page.title,
+        "charset": page.charset,
+        "content_length": len(resp.body),
+        "text": page.text,
+    }
+
+
+def _count_records(report: WarcReadReport, path: str, stats: StageStats) -> None:
+    """The file's non-response records by type, and where its tail was damaged, into ``stats.extra``."""
+    for kind, n in report.records.items():
+        if kind != "response":
+            stats.extra[f"records_{kind}"] = stats.extra.get(f"records_{kind}", 0) + n
+    if report.truncated_at is not None:
+        stats.extra["truncated_at"] = report.truncated_at
+        stats.extra["truncated_error"] = f"{path}: {report.error}"
+
+
 def run_extract(inputs: list[str], output: str, cfg: ExtractConfig, *, limit: int | None = None) -> StageStats:
     """Extract every HTML response of the WARC file(s) in ``inputs`` into one Parquet shard at ``output``.
 
@@ -306,53 +373,17 @@ def run_extract(inputs: list[str], output: str, cfg: ExtractConfig, *, limit: in
                 stats.bytes_in += len(resp.body)
                 if stats.docs_in % _TRIM_EVERY == 0:
                     _release_free_heap()
-                reason = _skip_reason(resp, cfg)
-                if reason:
-                    stats.drop(reason)
-                    continue
-                html, charset = decode_html(resp.body, resp.charset)
-                try:
-                    title, text, how = box.process_document(html, extractor)
-                except TimeoutError:
-                    log.warning(
-                        "%s@%d: extraction timed out (%s s): %s", path, resp.offset, cfg.timeout_seconds, resp.url
-                    )
-                    stats.drop("timeout")
-                    continue
-                except EOFError:
-                    stats.drop("extractor_crashed")
-                    continue
-                except Exception as e:  # trafilatura/lxml raise many types on hostile HTML
-                    log.debug("%s@%d: extraction error %s", path, resp.offset, e)
-                    stats.drop("extract_error")
-                    continue
-                if not text or len(text.strip()) < cfg.min_text_chars:
-                    stats.drop("empty_text")
+                page = _extract_page(resp, path, cfg, box, extractor, stats)
+                if page is None:
                     continue
                 stats.docs_kept += 1
-                stats.extra[f"extracted_{how}"] = stats.extra.get(f"extracted_{how}", 0) + 1
-                for name, value in (
-                    ("id", resp.record_id),
-                    ("url", resp.url),
-                    ("crawl_id", cfg.crawl_id),
-                    ("warc_path", path),
-                    ("warc_offset", resp.offset),
-                    ("fetch_time", resp.fetch_time),
-                    ("title", title),
-                    ("charset", charset),
-                    ("content_length", len(resp.body)),
-                    ("text", text),
-                ):
+                stats.extra[f"extracted_{page.how}"] = stats.extra.get(f"extracted_{page.how}", 0) + 1
+                for name, value in _doc_row(resp, path, cfg, page).items():
                     rows[name].append(value)
                 if len(rows["id"]) == _BATCH_ROWS:
                     writer.write(pa.RecordBatch.from_pydict(rows, schema=DOC_SCHEMA))
                     rows = {name: [] for name in DOC_SCHEMA.names}
-            for kind, n in report.records.items():
-                if kind != "response":
-                    stats.extra[f"records_{kind}"] = stats.extra.get(f"records_{kind}", 0) + n
-            if report.truncated_at is not None:
-                stats.extra["truncated_at"] = report.truncated_at
-                stats.extra["truncated_error"] = f"{path}: {report.error}"
+            _count_records(report, path, stats)
         writer.write(pa.RecordBatch.from_pydict(rows, schema=DOC_SCHEMA))
         stats.seconds = time.monotonic() - t0
         return writer.commit(stats, cfg, inputs)

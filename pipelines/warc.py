@@ -461,23 +461,7 @@ def iter_tolerant(
                 offset = _skip_to_record(r, report, first_record=n == 0)
                 if offset is None:
                     break
-                version = r.readline().strip()
-                headers = _header_block(r)
-                if headers is None:
-                    raise ValueError(f"header block of the {version.decode('latin-1')} record never ends")
-                try:
-                    length = int(headers.get("content-length", ""))
-                except ValueError as e:
-                    raise ValueError(f"record without a valid Content-Length ({headers.get('content-length')})") from e
-                oversize = max_bytes is not None and length > max_bytes
-                if oversize:
-                    block = r.read(HEAD_BYTES)
-                    truncated = r.skip(length - len(block)) < length - len(block)
-                else:
-                    block = r.read(length)
-                    truncated = len(block) < length
-                    if not truncated:
-                        block = _trim_overshoot(r, block, report)
+                headers, block, length, truncated, oversize = _tolerant_record(r, report, max_bytes)
                 n += 1
                 kind = headers.get("warc-type", "unknown").lower()
                 report.records[kind] = report.records.get(kind, 0) + 1
@@ -510,6 +494,31 @@ def iter_tolerant(
             report.truncated_at, report.error = r.tell(), r.error
         if n == 0:
             raise CorruptWarcError(path, 0, "no WARC record found (not a WARC or ARC file)")
+
+
+def _tolerant_record(
+    r: _LineReader, report: WarcReadReport, max_bytes: int | None
+) -> tuple[dict[str, str], bytes, int, bool, bool]:
+    """The record at the reader: (headers, block, Content-Length, truncated, oversize). An oversize block is its
+    first HEAD_BYTES, the rest skipped unread."""
+    version = r.readline().strip()
+    headers = _header_block(r)
+    if headers is None:
+        raise ValueError(f"header block of the {version.decode('latin-1')} record never ends")
+    try:
+        length = int(headers.get("content-length", ""))
+    except ValueError as e:
+        raise ValueError(f"record without a valid Content-Length ({headers.get('content-length')})") from e
+    oversize = max_bytes is not None and length > max_bytes
+    if oversize:
+        block = r.read(HEAD_BYTES)
+        truncated = r.skip(length - len(block)) < length - len(block)
+    else:
+        block = r.read(length)
+        truncated = len(block) < length
+        if not truncated:
+            block = _trim_overshoot(r, block, report)
+    return headers, block, length, truncated, oversize
 
 
 def _trim_overshoot(r: _LineReader, block: bytes, report: WarcReadReport) -> bytes:

@@ -57,3 +57,32 @@ def test_importing_every_stage_does_not_load_prefect() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(path: Path) -> list[str]:
+    """``file:line name (N lines)`` of every function (methods and nested ones too) longer than the limit, from
+    its ``def`` line to its last line (decorators not counted, the docstring counted)."""
+    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return [
+        f"{name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+@pytest.mark.parametrize("layer", ["pipelines", "tasks", "flows"])
+def test_no_function_is_longer_than_60_lines(layer: str) -> None:
+    offenders = [f for path in sorted((ROOT / layer).rglob("*.py")) for f in long_functions(path)]
+    assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines (split them along their steps):\n" + "\n".join(
+        offenders
+    )
+
+
+def test_the_length_check_sees_a_long_function(tmp_path: Path) -> None:
+    long = tmp_path / "long.py"
+    long.write_text("def f():\n" + "    x = 1\n" * 60 + "\n\ndef g():\n    return 1\n")
+    assert [entry.split(" ", 1)[1] for entry in long_functions(long)] == ["f (61 lines)"]

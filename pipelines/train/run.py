@@ -196,6 +196,56 @@ def write_run_files(run_dir: Path, data_dir: Path, gpt_config: GPTConfig, cfg: T
     shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
 
 
+def _finish(
+    run_dir: Path,
+    trainer: L.Trainer,
+    module: GPTModule,
+    datamodule: TokenDataModule,
+    gpt_config: GPTConfig,
+    cfg: TrainConfig,
+    start_step: int,
+    trained: bool,
+) -> dict[str, Any]:
+    """After the fit, on global rank 0: metrics.csv, the loss curve, a sample, summary.json."""
+    # metrics.csv: the rows of earlier runs up to the step this one resumed from, then this run's rows. Lightning
+    # logs after k optimizer steps as step k - 1; metrics.csv counts steps done (val at step val_every, ...).
+    earlier = [r for r in read_metrics(run_dir / "metrics.csv") if r.get("step", math.inf) <= start_step]
+    logged = read_metrics(Path(trainer.loggers[0].log_dir) / "metrics.csv")
+    rows = earlier + [{**r, "step": r["step"] + 1} for r in logged if "step" in r]
+    write_metrics(rows, run_dir / "metrics.csv")
+    rows = read_metrics(run_dir / "metrics.csv")
+
+    baseline = unigram_entropy(datamodule.train_shards, datamodule.val_shards, gpt_config.vocab_size)
+    plot_loss_curve(rows, baseline, run_dir / "loss_curve.png")
+    model, run_tokenizer = load_model(run_dir, device=module.device)
+    last = {key: next((r[key] for r in reversed(rows) if key in r), math.nan) for key in ("train_loss", "val_loss")}
+    tokens_per_step = cfg.batch_size * gpt_config.block_size * cfg.accumulate_grad_batches * trainer.world_size
+    previous = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    summary = {
+        "final_train_loss": last["train_loss"],  # one batch: the last step's
+        "final_val_loss": last["val_loss"],  # val_batches batches at the last step
+        "unigram_entropy": baseline,
+        "steps": trainer.global_step,
+        "tokens": trainer.global_step * tokens_per_step,
+        # training throughput of this process (first step and validation excluded); a run that had nothing
+        # left to train keeps the figures of the run before it
+        "tokens_per_sec": module.mean_tokens_per_sec if trained else previous.get("tokens_per_sec", 0.0),
+        "mfu": module.mfu(module.mean_tokens_per_sec) if trained else previous.get("mfu", 0.0),
+        "params": model.get_num_params(non_embedding=False),
+        "sample": complete(
+            model, run_tokenizer, cfg.sample_prompt, cfg.sample_tokens, SAMPLE_TEMPERATURE, SAMPLE_TOP_K, cfg.seed
+        ),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    logger.info(
+        "done: %d steps, train_loss %.4f, val_loss %.4f (unigram entropy %.4f), %.0f tokens/s, mfu %.2f%%",
+        summary["steps"], summary["final_train_loss"], summary["final_val_loss"], baseline,
+        summary["tokens_per_sec"], 100 * summary["mfu"],
+    )  # fmt: skip
+    logger.info("sample: %r", summary["sample"])
+    return summary
+
+
 def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None = None) -> dict[str, Any] | None:
     """One training run (resumed if RUN_DIR has a last.ckpt); returns the summary on global rank 0, else None."""
     tokenizer = load_tokenizer(data_dir / "tokenizer.json")
@@ -235,44 +285,7 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
         trainer.save_checkpoint(last_ckpt)  # the periodic save missed the final step
     if not trainer.is_global_zero:
         return None
-
-    # metrics.csv: the rows of earlier runs up to the step this one resumed from, then this run's rows. Lightning
-    # logs after k optimizer steps as step k - 1; metrics.csv counts steps done (val at step val_every, ...).
-    earlier = [r for r in read_metrics(run_dir / "metrics.csv") if r.get("step", math.inf) <= start_step]
-    logged = read_metrics(Path(trainer.loggers[0].log_dir) / "metrics.csv")
-    rows = earlier + [{**r, "step": r["step"] + 1} for r in logged if "step" in r]
-    write_metrics(rows, run_dir / "metrics.csv")
-    rows = read_metrics(run_dir / "metrics.csv")
-
-    baseline = unigram_entropy(datamodule.train_shards, datamodule.val_shards, gpt_config.vocab_size)
-    plot_loss_curve(rows, baseline, run_dir / "loss_curve.png")
-    model, run_tokenizer = load_model(run_dir, device=module.device)
-    last = {key: next((r[key] for r in reversed(rows) if key in r), math.nan) for key in ("train_loss", "val_loss")}
-    tokens_per_step = cfg.batch_size * gpt_config.block_size * cfg.accumulate_grad_batches * trainer.world_size
-    previous = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    summary = {
-        "final_train_loss": last["train_loss"],  # one batch: the last step's
-        "final_val_loss": last["val_loss"],  # val_batches batches at the last step
-        "unigram_entropy": baseline,
-        "steps": trainer.global_step,
-        "tokens": trainer.global_step * tokens_per_step,
-        # training throughput of this process (first step and validation excluded); a run that had nothing
-        # left to train keeps the figures of the run before it
-        "tokens_per_sec": module.mean_tokens_per_sec if trained else previous.get("tokens_per_sec", 0.0),
-        "mfu": module.mfu(module.mean_tokens_per_sec) if trained else previous.get("mfu", 0.0),
-        "params": model.get_num_params(non_embedding=False),
-        "sample": complete(
-            model, run_tokenizer, cfg.sample_prompt, cfg.sample_tokens, SAMPLE_TEMPERATURE, SAMPLE_TOP_K, cfg.seed
-        ),
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    logger.info(
-        "done: %d steps, train_loss %.4f, val_loss %.4f (unigram entropy %.4f), %.0f tokens/s, mfu %.2f%%",
-        summary["steps"], summary["final_train_loss"], summary["final_val_loss"], baseline,
-        summary["tokens_per_sec"], 100 * summary["mfu"],
-    )  # fmt: skip
-    logger.info("sample: %r", summary["sample"])
-    return summary
+    return _finish(run_dir, trainer, module, datamodule, gpt_config, cfg, start_step, trained)
 
 
 def main(argv: list[str] | None = None) -> int:
