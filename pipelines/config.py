@@ -19,6 +19,11 @@ class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _section(config: type[_Config], description: str = "") -> Any:
+    """A field holding a nested config, by default all of its defaults."""
+    return Field(default_factory=config, description=description)
+
+
 class SampleConfig(_Config):
     """The built-in, deterministic sample crawl (planted duplicates, PII, low-quality pages, languages)."""
 
@@ -220,12 +225,12 @@ class FilterConfig(_Config):
     """URL, language and quality filtering (FineWeb order: URL, language, Gopher repetition, Gopher quality, C4,
     FineWeb)."""
 
-    url: URLFilterConfig = Field(default_factory=URLFilterConfig, description="URL blocklist.")
-    language: LanguageConfig = Field(default_factory=LanguageConfig, description="Language identification.")
-    gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig, description="")
-    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig, description="")
-    c4: C4QualityConfig = Field(default_factory=C4QualityConfig, description="")
-    fineweb: FineWebQualityConfig = Field(default_factory=FineWebQualityConfig, description="")
+    url: URLFilterConfig = _section(URLFilterConfig, "URL blocklist.")
+    language: LanguageConfig = _section(LanguageConfig, "Language identification.")
+    gopher_repetition: GopherRepetitionConfig = _section(GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = _section(GopherQualityConfig)
+    c4: C4QualityConfig = _section(C4QualityConfig)
+    fineweb: FineWebQualityConfig = _section(FineWebQualityConfig)
     annotate_only: bool = Field(False, description="Write every row with scores and drop_reason; drop nothing.")
 
 
@@ -409,13 +414,13 @@ class PipelineConfig(_Config):
     crawl: CrawlConfig | None = Field(
         None, description="Take the inputs from a Common Crawl crawl (sets extract.crawl_id); excludes inputs."
     )
-    sample: SampleConfig = Field(default_factory=SampleConfig, description="Built-in sample settings.")
-    extract: ExtractConfig = Field(default_factory=ExtractConfig, description="")
-    filter: FilterConfig = Field(default_factory=FilterConfig, description="")
-    dedup: DedupConfig = Field(default_factory=DedupConfig, description="")
-    pii: PIIConfig = Field(default_factory=PIIConfig, description="")
-    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig, description="")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="")
+    sample: SampleConfig = _section(SampleConfig, "Built-in sample settings.")
+    extract: ExtractConfig = _section(ExtractConfig)
+    filter: FilterConfig = _section(FilterConfig)
+    dedup: DedupConfig = _section(DedupConfig)
+    pii: PIIConfig = _section(PIIConfig)
+    tokenize: TokenizeConfig = _section(TokenizeConfig)
+    train: TrainConfig = _section(TrainConfig)
     stage_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Config of stages registered by plugins (pipelines.registry), by stage name.",

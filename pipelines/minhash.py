@@ -243,8 +243,11 @@ def _nfkc_candidates(src: np.ndarray, src_off: np.ndarray, safe: np.ndarray) -> 
         i = src_off[d]
         end = src_off[d + 1]
         while i < end:
+            if src[i] < 0x80:  # ASCII is safe and needs no decoding: the common case, kept short
+                i += 1
+                continue
             c, i = _read_utf8(src, i)
-            if c >= 0x80 and not safe[c]:  # ASCII is not looked up
+            if not safe[c]:
                 out[d] = True
                 break
     return out

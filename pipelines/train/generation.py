@@ -31,18 +31,13 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
 
 
 def complete(
-    model: GPT,
-    tokenizer: Tokenizer,
-    prompt: str,
-    max_new_tokens: int = 60,
-    temperature: float = 0.8,
-    top_k: int | None = 50,
-    seed: int = 0,
+    model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, seed: int
 ) -> str:
     """The prompt followed by ``max_new_tokens`` sampled tokens; document boundaries are shown as blank lines.
 
     The prompt is conditioned on a preceding end-of-text token, i.e. it starts a document, as in training.
-    Sampling uses its own seeded RNG, leaving torch's global RNG untouched.
+    Sampling uses its own seeded RNG, leaving torch's global RNG untouched. The sampling arguments have their
+    defaults in one place, ``pipelines.train.generate_text``.
     """
     eot = tokenizer.token_to_id(EOT_TOKEN)
     prefix = [eot] if eot is not None else []
