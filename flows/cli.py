@@ -190,7 +190,7 @@ def task(
     vocab_size: Annotated[int | None, typer.Option(help="tokenize: vocabulary size.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="train: optimizer steps.")] = None,
     preset: Annotated[str | None, typer.Option(help="train: tiny | gpt2-124m.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Process at most this many documents.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Process at most this many documents of each input.")] = None,
     direct: Annotated[bool, typer.Option("--direct", help="Call the pipelines function, no Prefect.")] = False,
 ) -> None:
     """Run one stage on one shard: through its Prefect task (cached, retried) or --direct."""
@@ -236,27 +236,34 @@ def _config_fields(model: type) -> str:
 
 @app.command()
 def stages(
-    fields: Annotated[bool, typer.Option("--fields/--no-fields", help="List each config's fields and defaults.")] = True,
+    fields: Annotated[
+        bool, typer.Option("--fields/--no-fields", help="List each config's fields and defaults.")
+    ] = True,
 ) -> None:
-    """List the registered stages: shape, place in the data chain, input → output, config (fields, defaults)."""
+    """List the registered stages: shape, place in the data chain, input → output, config (fields, defaults); a
+    composite stage (dedup, tokenize) with its phases, each a stage of its own that the refresh runs as tasks."""
     table = Table(title="Stages (pipelines.registry)")
     for col in ("stage", "shape", "order", "takes", "writes", "annotate-only", "config", "what it does"):
         table.add_column(col)
     for s in registry.all_stages():
-        writes = "shard file" if s.shape == "map" else f"{s.directory}/"
-        table.add_row(
-            s.name,
-            s.shape,
-            "-" if s.order is None else str(s.order),
-            s.takes,
-            writes,
-            "yes" if s.annotates else "",
-            s.config.__name__,
-            s.summary,
-        )
+        if s.part_of:
+            continue
+        for phase in [s, *(registry.get(name) for name in s.phases)]:
+            shape = f"{phase.shape}, {len(phase.phases)} phases" if phase.phases else phase.shape
+            table.add_row(
+                f"  ↳ {phase.name}" if phase.part_of else phase.name,
+                shape,
+                "-" if phase.order is None else str(phase.order),
+                phase.takes,
+                "shard file" if phase.shape == "map" and not phase.part_of else f"{s.directory}/",
+                "yes" if phase.annotates else "",
+                phase.config.__name__,
+                phase.summary,
+            )
     console.print(table)
     for s in registry.all_stages() if fields else []:
-        console.print(f"[bold]{s.name}[/bold] ({s.config.__name__}): {_config_fields(s.config)}", highlight=False)
+        if not s.part_of:
+            console.print(f"[bold]{s.name}[/bold] ({s.config.__name__}): {_config_fields(s.config)}", highlight=False)
 
 
 @app.command()

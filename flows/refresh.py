@@ -23,14 +23,14 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.paths import shard_output, stage_dir
+from flows.paths import stage_dir
 from flows.plots import funnel_png, markdown_image
 from pipelines import registry
 from pipelines.config import PipelineConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.explore import stage_histograms
 from pipelines.sample import generate_sample
-from pipelines.stats import StageStats, funnel_markdown, funnel_rows, merge
+from pipelines.stats import StageStats, funnel_markdown, funnel_rows
 from pipelines.warc import expand_inputs
 from tasks.stages import submit_stage
 
@@ -75,46 +75,52 @@ def _track(futures: list[PrefectFuture], progress_id: object) -> None:
 
 @dataclass(frozen=True)
 class StageStep:
-    """One stage of a refresh: its spec, its config, and each of its task calls as (inputs, output)."""
+    """One stage (or one phase of a composite stage) of a refresh: its spec, its config, its tasks, and the chain
+    stage it belongs to."""
 
     spec: registry.StageSpec
     cfg: BaseModel
-    calls: list[tuple[list[str], str]]
+    calls: list[registry.Call]
+    stage: str
 
 
 def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
-    """Every stage of the data chain (pipelines.registry) with its task calls: a map stage one per shard, reading
-    its own shard upstream; a reduce stage one over all shards."""
+    """Every stage of the data chain (pipelines.registry), composites expanded into their phases, with the tasks
+    each plans: a map stage one per shard (dedup's pairs: one per band), a reduce stage one over all shards."""
     root, crawl = config.data_root, config.extract.crawl_id
-    sources, steps = list(warcs), []
+    previous, steps = list(warcs), []
     for spec in registry.data_chain():
-        if spec.shape == "map":
-            calls = [
-                ([src], shard_output(root, crawl, spec.directory, w)) for src, w in zip(sources, warcs, strict=True)
-            ]
-            sources = [out for _, out in calls]
-        else:
-            out_dir = str(stage_dir(root, crawl, spec.directory))
-            calls = [(sources, out_dir)]
-            sources = spec.downstream(sources, out_dir)
-        steps.append(StageStep(spec, registry.stage_config(config, spec.name), calls))
+        cfg = registry.stage_config(config, spec.name)
+        out_dir, sources = str(stage_dir(root, crawl, spec.directory)), previous
+        for phase in spec.expand():
+            calls = phase.calls(sources, previous, out_dir, cfg)
+            steps.append(StageStep(phase, cfg, calls, spec.name))
+            previous = [f for call in calls for f in call.produces]
     return steps
 
 
 def submit_chain(steps: list[StageStep]) -> list[list[PrefectFuture]]:
-    """Submit the planned stages: a map task waits only for its own shard's task upstream (when the stage before
-    is a map too), every other task for all tasks of the stage before."""
-    upstream: list[PrefectFuture] = []
-    previous, submitted = None, []
+    """Submit the planned tasks, each waiting for exactly the tasks that write its inputs (shard i of a map stage
+    for shard i of the map stage before; a reduce task for all of them)."""
+    producers: dict[str, PrefectFuture] = {}
+    submitted = []
     for step in steps:
-        per_shard = step.spec.shape == "map" and previous == "map"  # shard i waits for shard i only
-        futures = [
-            submit_stage(step.spec.name, ins, out, step.cfg, wait_for=[upstream[i]] if per_shard else upstream)
-            for i, (ins, out) in enumerate(step.calls)
-        ]
-        upstream, previous = futures, step.spec.shape
+        futures = []
+        for call in step.calls:
+            upstream = list({id(f): f for f in (producers.get(p) for p in call.inputs) if f is not None}.values())
+            futures.append(submit_stage(step.spec.name, call.inputs, call.output, step.cfg, wait_for=upstream))
+        for call, future in zip(step.calls, futures, strict=True):
+            producers.update(dict.fromkeys(call.produces, future))
         submitted.append(futures)
     return submitted
+
+
+def chain_stats(steps: list[StageStep], submitted: list[list[PrefectFuture]]) -> list[StageStats]:
+    """One StageStats per stage of the chain (a composite's phases combined, pipelines.registry.stage_stats)."""
+    per_stage: dict[str, list[list[StageStats]]] = {}
+    for step, futures in zip(steps, submitted, strict=True):
+        per_stage.setdefault(step.stage, []).append([f.result() for f in futures])
+    return [registry.stage_stats(registry.get(name), results) for name, results in per_stage.items()]
 
 
 @flow(name="data-refresh", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
@@ -132,10 +138,7 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     steps = plan_chain(config, warcs)
     submitted = submit_chain(steps)
     _track([f for futures in submitted for f in futures], progress)
-    stats = [
-        futures[0].result() if step.spec.shape == "reduce" else merge([f.result() for f in futures], step.spec.name)
-        for step, futures in zip(steps, submitted, strict=True)
-    ]
+    stats = chain_stats(steps, submitted)
     create_markdown_artifact(
         key="funnel",
         markdown="# Data funnel\n\n" + funnel_markdown(stats) + "\n\n" + markdown_image(funnel_png(stats), "funnel"),

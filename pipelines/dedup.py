@@ -9,8 +9,17 @@ joined into clusters (connected components) and one survivor per cluster is kept
 ``fetch_time`` (a missing time counts as latest), then the smallest ``id`` — deterministic, whatever the order of
 the inputs.
 
-Memory stays bounded: texts are read in batches of ``batch_docs`` and only their band hashes are kept, on disk
-(``OUT_DIR/_bands/band_XX.u64``, pipelines/lsh.py); grouping reads one band at a time.
+Four phases, each a stage of the registry (pipelines/registry.py), so the refresh flow runs the parallel ones as
+many tasks (``lmpipe task dedup`` runs them one after the other in one process):
+
+1. ``dedup_signatures`` (map, per shard): MinHash signatures → band hashes, with the keys (id, fetch_time) →
+   ``OUT_DIR/_signatures/{shard}.parquet``. Texts are read in batches of ``batch_docs``.
+2. ``dedup_pairs`` (map, per band): the rows of the run whose hash of that band agree → ``_pairs/band_XX.npy``.
+   Reads one uint64 column of each signature shard.
+3. ``dedup_clusters`` (reduce): the union of the bands' pairs (optionally confirmed by exact Jaccard), connected
+   components, survivors, earlier-crawl drops → ``_decisions/{shard}.parquet``, the report, the index entry.
+   Memory: the run's keys and pairs (a few dozen bytes per document), never its texts or signatures.
+4. ``dedup_apply`` (map, per shard): the shard with its decisions → ``OUT_DIR/{shard}.parquet``.
 
 With ``scope=global`` a document is also dropped when one of its band hashes is in the index entry of a crawl added
 before this run's crawl (``minhash_earlier_crawl``), together with its whole cluster. With ``index_dir`` set and
@@ -24,6 +33,8 @@ example members.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import time
@@ -38,14 +49,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.config import DedupConfig
-from pipelines.lsh import BandIndex, BandPartitions, band_hashes, candidate_pairs, components
+from pipelines.lsh import BandIndex, BandPartitions, band_hashes, components, equal_runs, union_edges
 from pipelines.minhash import jaccard, minhash_signatures, shingle_sets
-from pipelines.shards import ShardSchemaError, atomic_write_bytes, read_table, shard_id, write_shard
-from pipelines.stats import StageStats, merge
+from pipelines.registry import Call
+from pipelines.shards import (
+    Manifest,
+    ShardSchemaError,
+    atomic_write_bytes,
+    config_hash,
+    read_table,
+    shard_id,
+    write_shard,
+    write_table,
+)
+from pipelines.stats import StageStats
 
 log = logging.getLogger(__name__)
 
 _NO_TIME = np.iinfo(np.int64).max
+# The phases' working files under the dedup directory (the refresh flow runs each phase as its own tasks)
+SIGNATURES, PAIRS, DECISIONS = "_signatures", "_pairs", "_decisions"
+CRAWL_KEY = b"lmpipe.crawl_id"
 _REPORT_CLUSTERS = 10
 _REPORT_MEMBERS = 5
 
@@ -167,24 +191,121 @@ class DedupDecisions:
     drop: np.ndarray  # (N,) bool: either of the two
 
 
-def signature_bands(inputs: list[str], parts: BandPartitions, cfg: DedupConfig, limit: int | None) -> RunKeys:
-    """Phase 1, per shard: keys (id, fetch_time) in memory, texts streamed: signatures → band hashes → band files."""
-    ids_list, times_list, crawls, rows = [], [], [], []
-    for path in inputs:
-        ids, times, crawl = _shard_keys(path, limit)
-        ids_list.append(ids)
-        times_list.append(times)
-        crawls.append(crawl)
-        rows.append(len(ids))
-        for texts in _texts(path, len(ids), cfg.batch_docs):
-            sigs = minhash_signatures(texts, cfg, threads=cfg.workers or None)
-            parts.append(band_hashes(sigs, cfg.num_bands, cfg.rows_per_band))
-    offsets = np.r_[0, np.cumsum(rows)].astype(np.int64)
-    n = int(offsets[-1])
-    assert parts.count == n, (parts.count, n)
-    ids = pa.chunked_array(ids_list, type=pa.string()).combine_chunks() if n else pa.array([], pa.string())
-    times = np.concatenate(times_list) if n else np.empty(0, dtype=np.int64)
+def signatures_path(out_dir: str | Path, source: str) -> Path:
+    return Path(out_dir) / SIGNATURES / f"{shard_id(source)}.parquet"
+
+
+def pairs_path(out_dir: str | Path, band: int) -> Path:
+    return Path(out_dir) / PAIRS / f"band_{band:02d}.npy"
+
+
+def decisions_path(out_dir: str | Path, source: str) -> Path:
+    return Path(out_dir) / DECISIONS / f"{shard_id(source)}.parquet"
+
+
+def _band_column(band: int) -> str:
+    return f"band_{band:02d}"
+
+
+def plan_signatures(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
+    """Phase 1: one task per input shard."""
+    return [Call([src], str(signatures_path(out_dir, src))) for src in sources]
+
+
+def plan_pairs(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
+    """Phase 2: one task per band, each reading that band's column of every signature shard."""
+    return [Call(list(previous), str(pairs_path(out_dir, b))) for b in range(cfg.num_bands)]
+
+
+def plan_clusters(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
+    """Phase 3: one task over every band's pairs, the signatures (keys) and the shards (exact check, examples)."""
+    inputs = [*previous, *(str(signatures_path(out_dir, s)) for s in sources), *sources]
+    decisions = [str(decisions_path(out_dir, s)) for s in sources]
+    return [Call(inputs, str(Path(out_dir) / DECISIONS), decisions)]
+
+
+def plan_apply(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
+    """Phase 4: one task per input shard, reading the shard and its decisions."""
+    return [
+        Call([src, str(decisions_path(out_dir, src))], str(Path(out_dir) / f"{shard_id(src)}.parquet"))
+        for src in sources
+    ]
+
+
+def clusters_outputs(inputs: list[str], output: str) -> list[Path]:
+    """The decision shards of phase 3, one per input shard (the inputs after the pairs and signatures)."""
+    return [Path(output) / Path(p).name for p in inputs if Path(p).parent.name == SIGNATURES]
+
+
+def run_signatures(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 1, per shard: keys (id, fetch time, crawl) and each document's band hashes, texts streamed."""
+    (path,) = inputs
+    ids, times, crawl = _shard_keys(path, limit)
+    batches = [
+        band_hashes(minhash_signatures(texts, cfg, threads=cfg.workers or None), cfg.num_bands, cfg.rows_per_band)
+        for texts in _texts(path, len(ids), cfg.batch_docs)
+    ]
+    bands = np.concatenate(batches) if batches else np.empty((0, cfg.num_bands), dtype=np.uint64)
+    table = pa.table(
+        {"id": ids, "fetch_time": times, **{_band_column(b): bands[:, b] for b in range(cfg.num_bands)}},
+        metadata={CRAWL_KEY: crawl or ""},
+    )
+    stats = StageStats(stage="dedup_signatures", shard=shard_id(path), docs_in=len(ids), docs_kept=len(ids))
+    return write_shard(table, output, stats, cfg, inputs)
+
+
+def _band_of(output: str) -> int:
+    name = Path(output).name
+    if not (name.startswith("band_") and name.endswith(".npy") and name[5:-4].isdigit()):
+        raise ValueError(f"{output}: a pairs output is named band_XX.npy")
+    return int(name[5:-4])
+
+
+def run_pairs(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 2, per band: the documents (rows of the run, in input order) whose hash of this band agree."""
+    band = _band_of(output)
+    columns = [read_table(p, columns=[_band_column(band)], required=()).column(0) for p in inputs]
+    values = np.concatenate([c.to_numpy() for c in columns]) if columns else np.empty(0, dtype=np.uint64)
+    edges = equal_runs(values.astype(np.uint64, copy=False))
+    buf = io.BytesIO()
+    np.save(buf, edges)
+    atomic_write_bytes(output, buf.getvalue())
+    facts = {"rows": len(edges), "bytes": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    Manifest(Path(output).parent).record(output, facts, config_hash(cfg), inputs)
+    stats = StageStats(stage="dedup_pairs", shard=f"band_{band:02d}", docs_in=len(values), docs_kept=len(values))
+    stats.extra["pairs"] = len(edges)
+    return stats
+
+
+def _split_inputs(inputs: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Phase 3's inputs by kind: pair files, signature shards, input shards."""
+    kind = {PAIRS: 0, SIGNATURES: 1}
+    out: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for p in inputs:
+        out[kind.get(Path(p).parent.name, 2)].append(p)
+    return out
+
+
+def run_keys(signatures: list[str]) -> RunKeys:
+    """ids, fetch times and crawl of every document of the run, from the signature shards, in input order."""
+    tables = [read_table(p, columns=["id", "fetch_time"], required=("id",)) for p in signatures]
+    crawls = [pq.read_schema(p).metadata.get(CRAWL_KEY, b"").decode() or None for p in signatures]
+    offsets = np.r_[0, np.cumsum([t.num_rows for t in tables])].astype(np.int64)
+    if not int(offsets[-1]):
+        return RunKeys(pa.array([], pa.string()), np.empty(0, dtype=np.int64), crawls, offsets)
+    ids = pa.chunked_array([t.column("id") for t in tables], type=pa.string()).combine_chunks()
+    times = np.concatenate([t.column("fetch_time").to_numpy() for t in tables])
     return RunKeys(ids=ids, times=times, crawls=crawls, offsets=offsets)
+
+
+def band_partitions(signatures: list[str], directory: Path, cfg: DedupConfig) -> BandPartitions:
+    """The run's band hashes as band files (what the cross-crawl index reads and stores)."""
+    parts = BandPartitions(directory, cfg.num_bands, reset=True)
+    for p in signatures:
+        table = read_table(p, columns=[_band_column(b) for b in range(cfg.num_bands)], required=())
+        if table.num_rows:
+            parts.append(np.stack([c.to_numpy() for c in table.columns], axis=1))
+    return parts
 
 
 def band_index(cfg: DedupConfig) -> BandIndex | None:
@@ -193,18 +314,6 @@ def band_index(cfg: DedupConfig) -> BandIndex | None:
         return None
     params = {"ngram": cfg.ngram, "num_bands": cfg.num_bands, "rows_per_band": cfg.rows_per_band, "seed": cfg.seed}
     return BandIndex(cfg.index_dir, params)
-
-
-def candidate_edges(
-    parts: BandPartitions, inputs: list[str], keys: RunKeys, cfg: DedupConfig
-) -> tuple[int, np.ndarray]:
-    """Phase 2: candidate pairs per band (process pool on big runs), optionally confirmed by exact shingle Jaccard;
-    the number of candidates and the pairs that passed."""
-    edges = candidate_pairs(parts, cfg.workers)
-    candidates = len(edges)
-    if cfg.jaccard_check and len(edges):
-        edges = _verified(edges, inputs, keys.offsets, cfg)
-    return candidates, edges
 
 
 def decide_duplicates(
@@ -230,55 +339,47 @@ def decide_duplicates(
     return DedupDecisions(candidates, edges, labels, sizes, rep, is_dup_cluster, earlier, is_dup_cluster | earlier)
 
 
-def _collect_examples(table: pa.Table, labels: np.ndarray, examples: dict[int, list[dict]]) -> None:
-    """Add this shard's members of the largest clusters (``examples``' keys) to their examples, up to a few each."""
-    for r in np.flatnonzero(np.isin(labels, list(examples))):
-        members = examples[int(labels[r])]
-        if len(members) < _REPORT_MEMBERS:
-            row = table.slice(int(r), 1).to_pylist()[0]
-            members.append({"id": row["id"], "url": row.get("url"), "text": (row["text"] or "")[:160]})
-
-
-def _shard_decision_stats(path: str, lo: int, hi: int, dec: DedupDecisions, cfg: DedupConfig) -> StageStats:
-    """One shard's counts: its drops by reason, or only the would-be drops with ``annotate_only``."""
-    st = StageStats(stage="dedup", shard=shard_id(path), docs_in=hi - lo)
-    n_cluster, n_earlier = int(dec.is_dup_cluster[lo:hi].sum()), int(dec.earlier[lo:hi].sum())
-    if cfg.annotate_only:
-        st.docs_kept = hi - lo
-        st.extra["would_drop_minhash_duplicate"] = n_cluster
-        st.extra["would_drop_minhash_earlier_crawl"] = n_earlier
-    else:
-        st.docs_kept = hi - lo - n_cluster - n_earlier
-        if n_cluster:
-            st.drop("minhash_duplicate", n_cluster)
-        if n_earlier:
-            st.drop("minhash_earlier_crawl", n_earlier)
-    return st
-
-
-def apply_decisions(
-    inputs: list[str], out_dir: Path, keys: RunKeys, dec: DedupDecisions, cfg: DedupConfig, t0: float
-) -> tuple[list[StageStats], dict[int, list[dict]]]:
-    """Phase 4, per shard: annotate (``minhash_cluster``, ``is_duplicate``), drop unless ``annotate_only``, write;
-    the shards' stats and example members of the largest clusters (by cluster label) for the report."""
-    n, sizes = keys.n, dec.sizes
+def _examples(sources: list[str], keys: RunKeys, dec: DedupDecisions) -> dict[int, list[dict]]:
+    """The first few members (id, url, start of text) of each of the largest clusters, by cluster label."""
+    sizes = dec.sizes
     largest = [int(c) for c in np.argsort(-sizes, kind="stable")[:_REPORT_CLUSTERS] if sizes[c] > 1]
     examples: dict[int, list[dict]] = {c: [] for c in largest}
-    cluster_id = keys.ids.take(pa.array(dec.rep)) if n else pa.array([], pa.string())
-    shard_stats = []
-    for s, path in enumerate(inputs):
+    taken: Counter[int] = Counter()
+    picked = []
+    for r in np.flatnonzero(np.isin(dec.labels, largest)).tolist():
+        if taken[int(dec.labels[r])] < _REPORT_MEMBERS:
+            taken[int(dec.labels[r])] += 1
+            picked.append(r)
+    rows = np.asarray(picked, dtype=np.int64)
+    for s, path in enumerate(sources):
         lo, hi = int(keys.offsets[s]), int(keys.offsets[s + 1])
-        table = read_table(path)
-        table = table.slice(0, hi - lo)
-        dup = pa.array(dec.drop[lo:hi], pa.bool_())
-        t2 = table.append_column("minhash_cluster", cluster_id.slice(lo, hi - lo)).append_column("is_duplicate", dup)
-        _collect_examples(table, dec.labels[lo:hi], examples)
-        st = _shard_decision_stats(path, lo, hi, dec, cfg)
-        if not cfg.annotate_only:
-            t2 = t2.filter(pc.invert(dup))
-        st.seconds = time.monotonic() - t0
-        shard_stats.append(write_shard(t2, out_dir / f"{shard_id(path)}.parquet", st, cfg, inputs))
-    return shard_stats, examples
+        mine = rows[(rows >= lo) & (rows < hi)]
+        if not len(mine):
+            continue
+        table = read_table(path).slice(0, hi - lo).take(pa.array(mine - lo))
+        for r, row in zip(mine.tolist(), table.to_pylist(), strict=True):
+            examples[int(dec.labels[r])].append(
+                {"id": row["id"], "url": row.get("url"), "text": (row["text"] or "")[:160]}
+            )
+    return examples
+
+
+def write_decisions(
+    sources: list[str], out_dir: Path, keys: RunKeys, dec: DedupDecisions, cfg: DedupConfig, inputs: list[str]
+) -> None:
+    """One decision shard per input shard: each row's cluster survivor id, and whether (and why) it goes."""
+    cluster_id = keys.ids.take(pa.array(dec.rep)) if keys.n else pa.array([], pa.string())
+    for s, src in enumerate(sources):
+        lo, hi = int(keys.offsets[s]), int(keys.offsets[s + 1])
+        table = pa.table(
+            {
+                "minhash_cluster": cluster_id.slice(lo, hi - lo),
+                "duplicate": pa.array(dec.is_dup_cluster[lo:hi], pa.bool_()),
+                "earlier_crawl": pa.array(dec.earlier[lo:hi], pa.bool_()),
+            }
+        )
+        facts = write_table(table, decisions_path(out_dir, src))
+        Manifest(out_dir / DECISIONS).record(decisions_path(out_dir, src), facts, config_hash(cfg), inputs)
 
 
 def update_index(
@@ -320,11 +421,11 @@ def cluster_report(
     }
 
 
-def _total_stats(shard_stats: list[StageStats], dec: DedupDecisions, report: dict) -> StageStats:
-    """The run's stats: the shards' merged, plus the cluster figures."""
+def _cluster_stats(keys: RunKeys, dec: DedupDecisions, report: dict) -> StageStats:
+    """Phase 3's stats: the cluster figures (every document passes through; phase 4 counts the drops)."""
     multi = dec.sizes[dec.sizes > 1]
-    total = merge(shard_stats, "dedup")
-    total.extra.update(
+    stats = StageStats(stage="dedup_clusters", shard="all", docs_in=keys.n, docs_kept=keys.n)
+    stats.extra.update(
         {
             "candidate_pairs": int(dec.candidates),
             "clusters_with_duplicates": int(len(multi)),
@@ -334,30 +435,30 @@ def _total_stats(shard_stats: list[StageStats], dec: DedupDecisions, report: dic
             **{f"clusters_size_{k}": v for k, v in report["cluster_size_histogram"].items()},
         }
     )
-    return total
+    return stats
 
 
-def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
-    """Deduplicate all ``inputs`` together; write one output shard per input into the directory ``output``."""
+def run_clusters(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 3 (reduce): connected components of the candidate pairs, survivors, earlier-crawl drops; writes the
+    decision shards into ``output``, the cluster report beside it, and adds the crawl to the index."""
     t0 = time.monotonic()
-    out_dir = Path(output)
-    parts = BandPartitions(out_dir / "_bands", cfg.num_bands, reset=True)
-    keys = signature_bands(inputs, parts, cfg, limit)
-    t_sig = time.monotonic()
-    candidates, edges = candidate_edges(parts, inputs, keys, cfg)
+    pair_files, signatures, sources = _split_inputs(inputs)
+    out_dir = Path(output).parent
+    keys = run_keys(signatures)
+    edges = union_edges([np.load(p) for p in pair_files], keys.n)
+    candidates = len(edges)
+    if cfg.jaccard_check and len(edges):
+        edges = _verified(edges, sources, keys.offsets, cfg)
     index = band_index(cfg)
+    parts = band_partitions(signatures, out_dir / "_bands", cfg) if index is not None else None
     dec = decide_duplicates(parts, keys, candidates, edges, index, cfg)
-    t_cluster = time.monotonic()
-    shard_stats, examples = apply_decisions(inputs, out_dir, keys, dec, cfg, t0)
+    write_decisions(sources, out_dir, keys, dec, cfg, inputs)
     indexed = update_index(index, parts, keys.crawls, cfg)
 
-    report = cluster_report(keys, dec, examples, indexed, cfg)
-    report["seconds"] = {"signatures": t_sig - t0, "clusters": t_cluster - t_sig, "total": time.monotonic() - t0}
+    report = cluster_report(keys, dec, _examples(sources, keys, dec), indexed, cfg)
+    report["seconds"] = {"clusters": time.monotonic() - t0}
     atomic_write_bytes(out_dir / "_clusters.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(out_dir / "_clusters.md", _report_markdown(report).encode())
-
-    total = _total_stats(shard_stats, dec, report)
-    total.seconds = time.monotonic() - t0
     log.info(
         "dedup: %d docs, %d candidate pairs, %d clusters with duplicates, %d duplicates, %d from earlier crawls",
         keys.n,
@@ -366,13 +467,48 @@ def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | 
         report["duplicates_in_clusters"],
         report["dropped_earlier_crawl"],
     )
-    return total
+    stats = _cluster_stats(keys, dec, report)
+    stats.seconds = time.monotonic() - t0
+    return stats
 
 
-def index_complete(inputs: list[str], output: str, cfg: DedupConfig | None) -> bool:
-    """The stage registry's completeness check: the crawl's entry in the cross-crawl index is still there
-    (else dedup reruns and rebuilds it)."""
-    return cfg is None or index_up_to_date(output, cfg)
+def run_apply(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 4, per shard: annotate (``minhash_cluster``, ``is_duplicate``), drop unless ``annotate_only``, write."""
+    t0 = time.monotonic()
+    path, decisions = inputs
+    dec = read_table(decisions, required=("minhash_cluster",))
+    table = read_table(path).slice(0, dec.num_rows)
+    n_cluster, n_earlier = (int(pc.sum(dec.column(c)).as_py() or 0) for c in ("duplicate", "earlier_crawl"))
+    dup = pc.or_(dec.column("duplicate"), dec.column("earlier_crawl")).combine_chunks()
+    table = table.append_column("minhash_cluster", dec.column("minhash_cluster")).append_column("is_duplicate", dup)
+    st = StageStats(stage="dedup", shard=shard_id(path), docs_in=table.num_rows)
+    if cfg.annotate_only:
+        st.docs_kept = table.num_rows
+        st.extra["would_drop_minhash_duplicate"] = n_cluster
+        st.extra["would_drop_minhash_earlier_crawl"] = n_earlier
+    else:
+        st.docs_kept = table.num_rows - n_cluster - n_earlier
+        if n_cluster:
+            st.drop("minhash_duplicate", n_cluster)
+        if n_earlier:
+            st.drop("minhash_earlier_crawl", n_earlier)
+        table = table.filter(pc.invert(dup))
+    st.seconds = time.monotonic() - t0
+    return write_shard(table, output, st, cfg, inputs)
+
+
+def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
+    """Deduplicate all ``inputs`` together, one phase after the other in this process (the refresh flow runs the
+    phases as tasks); one output shard per input into the directory ``output``."""
+    from pipelines import registry
+
+    return registry.run_phases(registry.get("dedup"), list(inputs), output, cfg, limit=limit)
+
+
+def clusters_complete(inputs: list[str], output: str, cfg: DedupConfig | None) -> bool:
+    """Phase 3's completeness check in the registry: the crawl's entry in the cross-crawl index is still there
+    (else the phase reruns and rebuilds it)."""
+    return cfg is None or index_up_to_date(str(Path(output).parent), cfg)
 
 
 def index_up_to_date(output: str, cfg: DedupConfig) -> bool:

@@ -117,13 +117,18 @@ def candidate_pairs(parts: BandPartitions, workers: int = 0) -> np.ndarray:
     edges = [np.load(out) for _, out in jobs]
     for _, out in jobs:
         os.unlink(out)
+    return union_edges(edges, parts.count)
+
+
+def union_edges(edges: list[np.ndarray], n: int) -> np.ndarray:
+    """(E, 2) the unique pairs of several bands' edge lists over ``n`` documents, in ascending (first, second)."""
     edges = [e for e in edges if len(e)]
     if not edges:
         return np.empty((0, 2), dtype=np.int64)
     # One int64 key per pair (n**2 < 2**63 up to 3e9 documents) sorts much faster than unique rows.
-    n = np.int64(max(parts.count, 1))
-    keys = np.unique(np.concatenate([e[:, 0] * n + e[:, 1] for e in edges]))
-    return np.stack([keys // n, keys % n], axis=1)
+    m = np.int64(max(n, 1))
+    keys = np.unique(np.concatenate([e[:, 0] * m + e[:, 1] for e in edges]))
+    return np.stack([keys // m, keys % m], axis=1)
 
 
 def components(n: int, edges: np.ndarray) -> np.ndarray:

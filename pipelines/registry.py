@@ -16,6 +16,16 @@ to know about it:
 - ``takes``: what ``lmpipe task`` feeds it — ``warc`` files, ``parquet`` shards, or one ``tokens`` directory.
 - ``outputs`` / ``complete``: the files it writes for given inputs, and how a cached result is known to be still
   there and made from these inputs with this config (the manifest by default; a stage adds its own checks).
+- ``plan``: its tasks (``Call``: inputs, output, the files the next stage reads) for given inputs; by default one
+  per shard (map) or one over all (reduce). dedup's pairs phase plans one task per LSH band instead.
+- ``phases``: a composite stage (dedup, tokenize) is a sequence of stages of its own, registered with ``part_of``;
+  the refresh flow runs each phase's tasks (map phases in parallel, each task waiting only for the tasks that
+  write its inputs), ``lmpipe task dedup`` runs them one after the other in one process, and the composite is
+  complete when every task of every phase is.
+
+    dedup    = dedup_signatures (map, per shard) → dedup_pairs (map, per band) → dedup_clusters (reduce)
+               → dedup_apply (map, per shard)
+    tokenize = tokenize_tokenizer (reduce) → tokenize_encode (map, per shard) → tokenize_index (reduce)
 
 Entries and completeness checks are ``"module:function"`` strings, imported on first use, so listing the stages
 imports neither trafilatura nor torch.
@@ -79,6 +89,35 @@ def shards_in_dir(inputs: list[str], output: str) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class Call:
+    """One task of a stage: the files it reads, where it writes, and the files of it the next stage reads
+    (default: ``output`` itself)."""
+
+    inputs: list[str]
+    output: str
+    files: list[str] | None = None
+
+    @property
+    def produces(self) -> list[str]:
+        return [self.output] if self.files is None else list(self.files)
+
+
+# plan(sources, previous, out_dir, cfg) -> calls. ``sources``: what the stage (or the composite a phase belongs to)
+# reads from the stage before it; ``previous``: what the phase before wrote (== sources for a first phase).
+PlanFunction = Callable[[list[str], list[str], str, Any], list[Call]]
+
+
+def plan_map(sources: list[str], previous: list[str], out_dir: str, cfg: Any) -> list[Call]:
+    """A map stage: one task per shard, ``{out_dir}/{shard_id}.parquet``."""
+    return [Call([p], str(Path(out_dir) / f"{shard_id(p)}.parquet")) for p in previous]
+
+
+def plan_reduce(sources: list[str], previous: list[str], out_dir: str, cfg: Any) -> list[Call]:
+    """A reduce stage: one task over all shards, writing one shard per input into ``out_dir``."""
+    return [Call(list(previous), out_dir, [str(p) for p in shards_in_dir(previous, out_dir)])]
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """One stage, declared once (see the module docstring)."""
 
@@ -94,29 +133,92 @@ class StageSpec:
     outputs: str | Callable[[list[str], str], list[Path]] = one_output
     complete_check: str | Callable[..., bool] | None = None  # extra check(inputs, output, cfg) -> bool
     version: str = CODE_VERSION  # part of the cache key (a plugin bumps its own)
+    plan: str | PlanFunction | None = None  # its tasks for given inputs (default: by shape, plan_map / plan_reduce)
+    phases: tuple[str, ...] = ()  # a composite: these stages, in order, make it (the flow runs them as tasks)
+    part_of: str | None = None  # a phase: the composite whose directory and config it shares
 
     @property
     def directory(self) -> str:
         return self.folder or self.name
 
     def run(self, inputs: list[str], output: str, cfg: BaseModel, *, limit: int | None = None) -> StageStats:
-        """Call the stage: a ``tokens`` stage gets its one directory, every other stage the list of inputs."""
+        """Call the stage: a ``tokens`` stage gets its one directory, every other stage the list of inputs; a
+        composite runs its phases one after the other."""
+        if self.phases:
+            return run_phases(self, list(inputs), output, cfg, limit=limit)
         source: Any = inputs[0] if self.takes == "tokens" else list(inputs)
         return _resolve(self.entry)(source, output, cfg, limit=limit)
+
+    def calls(self, sources: list[str], previous: list[str], out_dir: str, cfg: Any) -> list[Call]:
+        """This stage's tasks (see PlanFunction)."""
+        plan = self.plan or (plan_map if self.shape == "map" else plan_reduce)
+        return _resolve(plan)(list(sources), list(previous), out_dir, cfg)
+
+    def expand(self) -> list[StageSpec]:
+        """The stages the flow runs for this one: its phases, or itself."""
+        return [get(name) for name in self.phases] or [self]
 
     def output_files(self, inputs: list[str], output: str) -> list[Path]:
         return _resolve(self.outputs)(list(inputs), output)
 
     def complete(self, inputs: list[str], output: str, cfg: BaseModel | None = None) -> bool:
-        """Whether the outputs for these inputs are all there, unchanged, and from this config (cache check)."""
+        """Whether the outputs for these inputs are all there, unchanged, and from this config (cache check); a
+        composite, when every task of every phase is."""
+        if self.phases:
+            return all(
+                phase.complete(call.inputs, call.output, cfg)
+                for phase, calls in plan_phases(self, inputs, output, cfg)
+                for call in calls
+            )
         if self.complete_check is not None and not _resolve(self.complete_check)(list(inputs), output, cfg):
             return False
         paths = self.output_files(inputs, output)
         return not paths or manifest_complete(paths, list(inputs), cfg)
 
     def downstream(self, inputs: list[str], output: str) -> list[str]:
-        """The shards the next stage of the chain reads (a map stage's output; a reduce stage's shard files)."""
-        return [output] if self.shape == "map" else [str(p) for p in shards_in_dir(inputs, output)]
+        """The files the next stage of the chain reads from a run of this stage on ``inputs``."""
+        if self.phases:
+            return plan_phases(self, inputs, output, None)[-1][1][0].produces if inputs else []
+        return [f for call in self.calls(inputs, inputs, output, None) for f in call.produces]
+
+
+def plan_phases(spec: StageSpec, inputs: list[str], output: str, cfg: Any) -> list[tuple[StageSpec, list[Call]]]:
+    """Each phase of a composite with its tasks, for a run of the composite on ``inputs`` into ``output``."""
+    previous, planned = list(inputs), []
+    for phase in spec.expand():
+        calls = phase.calls(inputs, previous, output, cfg)
+        planned.append((phase, calls))
+        previous = [f for call in calls for f in call.produces]
+    return planned
+
+
+def stage_stats(spec: StageSpec, results: list[list[StageStats]]) -> StageStats:
+    """One StageStats for a stage from its tasks' results, per phase: the last phase's counts (merged over its
+    tasks, under the stage's name), plus the counters of the reduce phases before it (dedup's cluster figures)."""
+    from pipelines.stats import merge
+
+    phases = spec.expand()
+    if phases[-1].shape == "map":
+        total = merge(results[-1], spec.name)
+    else:
+        total = results[-1][0].model_copy(deep=True, update={"stage": spec.name})
+    for phase, stats in zip(phases[:-1], results[:-1], strict=True):
+        if phase.shape == "reduce":
+            for st in stats:
+                total.extra.update(st.extra)
+    return total
+
+
+def run_phases(
+    spec: StageSpec, inputs: list[str], output: str, cfg: BaseModel, *, limit: int | None = None
+) -> StageStats:
+    """Run a composite's phases in this process, each task after the other (what the flow spreads over tasks)."""
+    previous, results = list(inputs), []
+    for phase in spec.expand():
+        calls = phase.calls(inputs, previous, output, cfg)
+        results.append([phase.run(call.inputs, call.output, cfg, limit=limit) for call in calls])
+        previous = [f for call in calls for f in call.produces]
+    return stage_stats(spec, results)
 
 
 _REGISTRY: dict[str, StageSpec] = {}
@@ -156,6 +258,8 @@ def data_chain() -> list[StageSpec]:
 def stage_config(config: C.PipelineConfig, name: str) -> BaseModel:
     """The config a run gives stage ``name``: its section of PipelineConfig, or ``stage_options[name]``."""
     spec = get(name)
+    if spec.part_of:  # a phase runs with its composite's config
+        return stage_config(config, spec.part_of)
     section = getattr(config, name, None)
     if isinstance(section, spec.config):
         return section
@@ -186,66 +290,58 @@ def train_complete(inputs: list[str], output: str, cfg: BaseModel | None) -> boo
     return cfg is None or recorded.exists() and json.loads(recorded.read_text()) == cfg.model_dump(mode="json")
 
 
+def _phases(of: str, config: type[BaseModel], module: str, *phases: tuple[Any, ...]) -> list[StageSpec]:
+    """A composite's phases, each ``(short, shape, summary[, extra fields])``: named ``{of}_{short}``, run by
+    ``{module}:run_{short}``, planned by ``{module}:plan_{short}``, sharing the composite's config and directory."""
+    return [
+        StageSpec(
+            f"{of}_{short}",
+            f"{of} phase {i}: {summary}",
+            config,
+            f"{module}:run_{short}",
+            shape,
+            None,
+            plan=f"{module}:plan_{short}",
+            part_of=of,
+            **(rest[0] if rest else {}),
+        )  # fmt: skip
+        for i, (short, shape, summary, *rest) in enumerate(phases, start=1)
+    ]
+
+
+# name, summary, config, entry, shape, order (in the data chain; None: not a refresh stage), then what differs
+_DEDUP_PHASES = _phases(
+    "dedup", C.DedupConfig, "pipelines.dedup",
+    ("signatures", "map", "MinHash signatures → LSH band hashes and keys, per shard"),
+    ("pairs", "map", "candidate pairs of one LSH band over the whole run, per band"),
+    ("clusters", "reduce", "connected components, survivors, earlier-crawl drops, index update (one task)",
+     {"outputs": "pipelines.dedup:clusters_outputs", "complete_check": "pipelines.dedup:clusters_complete"}),
+    ("apply", "map", "annotate each shard with its cluster, drop the duplicates, per shard", {"annotates": True}),
+)  # fmt: skip
+_TOKENIZE_PHASES = _phases(
+    "tokenize", C.TokenizeConfig, "pipelines.tokenizer",
+    ("tokenizer", "reduce", "train the BPE on a seeded sample of all shards (or load tokenizer_file)"),
+    ("encode", "map", "encode one shard on all cores (tokens, split, place in the input)"),
+    ("index", "reduce", "pack the encoded shards into .bin/Parquet token shards, lineage and meta.json",
+     {"outputs": "pipelines.tokenizer:index_outputs", "complete_check": tokens_complete}),
+)  # fmt: skip
 for _spec in (
-    StageSpec(
-        name="extract",
-        summary="WARC records → main text (trafilatura), one Parquet shard per WARC file",
-        config=C.ExtractConfig,
-        entry="pipelines.extract:run_extract",
-        shape="map",
-        order=10,
-        takes="warc",
-    ),
-    StageSpec(
-        name="filter",
-        summary="language ID + URL, Gopher, C4 and FineWeb rules; scores stored per row",
-        config=C.FilterConfig,
-        entry="pipelines.filters:run_filter",
-        shape="map",
-        order=20,
-        annotates=True,
-    ),
-    StageSpec(
-        name="dedup",
-        summary="MinHash LSH near-duplicate clusters over all shards (and earlier crawls' index)",
-        config=C.DedupConfig,
-        entry="pipelines.dedup:run_dedup",
-        shape="reduce",
-        order=30,
-        annotates=True,
-        outputs=shards_in_dir,
-        complete_check="pipelines.dedup:index_complete",
-    ),
-    StageSpec(
-        name="pii",
-        summary="e-mails, phones, IPs, cards, IBANs … replaced (presidio recognizers)",
-        config=C.PIIConfig,
-        entry="pipelines.pii:run_pii",
-        shape="map",
-        order=40,
-        annotates=True,
-    ),
-    StageSpec(
-        name="tokenize",
-        summary="BPE tokenizer trained on the run, train/val token shards (llm.c .bin + Parquet)",
-        config=C.TokenizeConfig,
-        entry="pipelines.tokenizer:run_tokenize",
-        shape="reduce",
-        order=50,
-        folder="tokens",
-        outputs=tokens_outputs,
-        complete_check=tokens_complete,
-    ),
-    StageSpec(
-        name="train",
-        summary="GPT pre-training with Lightning on a token directory (checkpoints, losses, sample)",
-        config=C.TrainConfig,
-        entry="pipelines.train:run_train",
-        shape="reduce",
-        order=None,
-        takes="tokens",
-        outputs=train_outputs,
-        complete_check=train_complete,
-    ),
-):
+    StageSpec("extract", "WARC records → main text (trafilatura), one Parquet shard per WARC file",
+              C.ExtractConfig, "pipelines.extract:run_extract", "map", 10, takes="warc"),
+    StageSpec("filter", "language ID + URL, Gopher, C4 and FineWeb rules; scores stored per row",
+              C.FilterConfig, "pipelines.filters:run_filter", "map", 20, annotates=True),
+    StageSpec("dedup", "MinHash LSH near-duplicate clusters over all shards (and earlier crawls' index)",
+              C.DedupConfig, "pipelines.dedup:run_dedup", "reduce", 30, annotates=True, outputs=shards_in_dir,
+              phases=tuple(p.name for p in _DEDUP_PHASES)),
+    StageSpec("pii", "e-mails, phones, IPs, cards, IBANs … replaced (presidio recognizers)",
+              C.PIIConfig, "pipelines.pii:run_pii", "map", 40, annotates=True),
+    StageSpec("tokenize", "BPE tokenizer trained on the run, train/val token shards (llm.c .bin + Parquet)",
+              C.TokenizeConfig, "pipelines.tokenizer:run_tokenize", "reduce", 50, folder="tokens",
+              outputs=tokens_outputs, phases=tuple(p.name for p in _TOKENIZE_PHASES)),
+    StageSpec("train", "GPT pre-training with Lightning on a token directory (checkpoints, losses, sample)",
+              C.TrainConfig, "pipelines.train:run_train", "reduce", None, takes="tokens", outputs=train_outputs,
+              complete_check=train_complete),
+    *_DEDUP_PHASES,
+    *_TOKENIZE_PHASES,
+):  # fmt: skip
     register(_spec)

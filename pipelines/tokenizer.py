@@ -48,11 +48,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines import CODE_VERSION
 from pipelines.config import TokenizeConfig
-from pipelines.shards import Manifest, ShardSchemaError, config_hash, fingerprint, sha256_file
+from pipelines.registry import Call
+from pipelines.shards import (
+    Manifest,
+    ShardSchemaError,
+    ShardWriter,
+    atomic_write_bytes,
+    config_hash,
+    fingerprint,
+    sha256_file,
+    shard_id,
+)
 from pipelines.stats import StageStats
 from pipelines.token_shards import (  # noqa: F401  (the format's names, re-exported for readers of token shards)
     HEADER_INTS,
@@ -190,12 +201,18 @@ def _source_name(path: str, out: Path) -> str:
     return path if "://" in path else os.path.relpath(os.path.abspath(path), os.path.abspath(out))
 
 
+def _per_input(inputs: list[str], columns: list[str], limit: int | None) -> Iterator[tuple[str, int, pa.RecordBatch]]:
+    """iter_documents over each input in turn, at most ``limit`` rows of each (as every data stage counts it)."""
+    for source in inputs:
+        yield from iter_documents([source], columns, limit=limit)
+
+
 def training_sample(inputs: list[str], cfg: TokenizeConfig, *, limit: int | None = None) -> Iterator[str]:
     """The texts the tokenizer is trained on: train-split documents with the smallest hash of (seed, id) until
     ``cfg.train_bytes`` UTF-8 bytes. Two streaming passes (hashes and lengths, then texts): memory is a few bytes
     per document, and the choice does not depend on the order or sharding of the inputs."""
     keys, sizes, train = [], [], []
-    for _, _, batch in iter_documents(inputs, ["id", "text"], limit=limit):
+    for _, _, batch in _per_input(inputs, ["id", "text"], limit):
         ids = batch.column("id").to_pylist()
         sizes.append(pc.fill_null(pc.binary_length(batch.column("text")), 0).to_numpy())
         keys.append(np.array([_hash64(f"{cfg.seed}/{i}") if i is not None else 0 for i in ids], dtype=np.uint64))
@@ -210,7 +227,7 @@ def training_sample(inputs: list[str], cfg: TokenizeConfig, *, limit: int | None
     chosen[order[: cut + 1]] = True
     log.info("tokenizer training sample: %d documents, %d bytes", chosen.sum(), size[chosen].sum())
     pos = 0
-    for _, _, batch in iter_documents(inputs, ["text"], limit=limit):
+    for _, _, batch in _per_input(inputs, ["text"], limit):
         mask = chosen[pos : pos + batch.num_rows]
         pos += batch.num_rows
         if mask.any():
@@ -350,22 +367,43 @@ OUTPUT_NAME = re.compile(
 )
 
 
-def _clear_outputs(out: Path, keep: Path | None) -> None:
-    """Remove what an earlier run left in OUT_DIR (shards of another size or config would otherwise linger)."""
+def _clear_outputs(out: Path) -> None:
+    """Remove the token shards an earlier run left in OUT_DIR, and their manifest entries (shards of another size or
+    config would otherwise linger); the tokenizer, phase 1's output, stays."""
     (out / "meta.json").unlink(missing_ok=True)  # first: without it the directory never counts as done
-    (out / "_manifest.json").unlink(missing_ok=True)
-    tok = out / "tokenizer.json"
-    if tok.exists() and (keep is None or tok.resolve() != keep.resolve()):
-        tok.unlink()
+    manifest = Manifest(out)
+    with FileLock(str(manifest.path) + ".lock"):
+        kept = {k: v for k, v in manifest.load().items() if not OUTPUT_NAME.fullmatch(k)}
+        atomic_write_bytes(manifest.path, json.dumps(kept, indent=2, sort_keys=True).encode())
     for path in out.iterdir():
         if path.is_file() and OUTPUT_NAME.fullmatch(path.name):
             path.unlink()
 
 
+ENCODED = "_encoded"  # phase 2's per-shard token files under OUT_DIR
+SOURCE_KEY = b"lmpipe.source"
+
+
+def plan_tokenizer(sources: list[str], previous: list[str], out_dir: str, cfg: TokenizeConfig) -> list[Call]:
+    """Phase 1: one task over all shards (the training sample is drawn from all of them)."""
+    return [Call(list(sources), str(Path(out_dir) / "tokenizer.json"))]
+
+
+def plan_encode(sources: list[str], previous: list[str], out_dir: str, cfg: TokenizeConfig) -> list[Call]:
+    """Phase 2: one task per shard, with the tokenizer."""
+    tok = str(Path(out_dir) / "tokenizer.json")
+    return [Call([src, tok], str(Path(out_dir) / ENCODED / f"{shard_id(src)}.parquet")) for src in sources]
+
+
+def plan_index(sources: list[str], previous: list[str], out_dir: str, cfg: TokenizeConfig) -> list[Call]:
+    """Phase 3: one task packing every encoded shard, in input order, into the token shards and meta.json."""
+    return [Call([*previous, str(Path(out_dir) / "tokenizer.json")], out_dir)]
+
+
 def prepare_tokenizer(
     inputs: list[str], tok_path: Path, given: Path | None, cfg: TokenizeConfig, *, limit: int | None = None
 ) -> Tokenizer:
-    """Phase 1: load ``given`` (copied to ``tok_path``) or train a BPE on the training sample (saved there)."""
+    """Load ``given`` (copied to ``tok_path``) or train a BPE on the training sample (saved there)."""
     if given is not None:
         tok = load_tokenizer(given, cfg.eot_token)
         if given.resolve() != tok_path.resolve():
@@ -376,26 +414,93 @@ def prepare_tokenizer(
     return tok
 
 
-def encode_shards(
-    tok: Tokenizer, inputs: list[str], out: Path, cfg: TokenizeConfig, stats: StageStats, *, limit: int | None = None
-) -> list[ShardInfo]:
-    """Phase 2: encode the inputs batch by batch and pack each split into token shards with their lineage; with
-    ``shuffle_seed`` the documents are spooled first and packed in hash order. Counts into ``stats``."""
-    tok.encode_special_tokens = True  # before the encoding threads start (see encode_documents)
-    eot = tok.token_to_id(cfg.eot_token)
-    vocab = tok.get_vocab_size()
-    dtype = token_dtype(vocab)
+def run_tokenizer(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 1 (reduce): load ``cfg.tokenizer_file`` or train a BPE on the training sample; save it as ``output``."""
+    t0 = time.monotonic()
+    tok_path = Path(output)
+    tok_path.parent.mkdir(parents=True, exist_ok=True)
+    tok = prepare_tokenizer(
+        list(inputs), tok_path, Path(cfg.tokenizer_file) if cfg.tokenizer_file else None, cfg, limit=limit
+    )
+    facts = {"bytes": tok_path.stat().st_size, "sha256": sha256_file(tok_path)}
+    Manifest(tok_path.parent).record(tok_path, facts, config_hash(cfg), list(inputs))
+    stats = StageStats(stage="tokenize_tokenizer", shard="tokenizer", seconds=time.monotonic() - t0)
+    stats.extra.update({"vocab_size": tok.get_vocab_size(), "tokenizer_seconds": round(stats.seconds, 3)})
+    return stats
 
+
+def _encoded_schema(dtype: np.dtype) -> pa.Schema:
+    tokens = pa.large_list(pa.uint16() if dtype.itemsize == 2 else pa.uint32())
+    fields = [("id", pa.string()), ("row", pa.int64()), ("batch", pa.int32()), ("val", pa.bool_()), ("tokens", tokens)]
+    return pa.schema(fields)
+
+
+def _encoded_rows(batch: DocumentBatch, number: int, val: bool, schema: pa.Schema) -> pa.Table:
+    """One split's documents of input batch ``number`` as rows of an encoded shard (tokens with their separator)."""
+    offsets = pa.array(np.r_[0, np.cumsum(batch.lengths)].astype(np.int64))
+    tokens = pa.LargeListArray.from_arrays(offsets, pa.array(batch.tokens), type=schema.field("tokens").type)
+    n = len(batch.ids)
+    columns = [batch.ids, batch.rows, np.full(n, number, dtype=np.int32), np.full(n, val), tokens]
+    return pa.table(columns, schema=schema)
+
+
+def run_encode(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 2 (map, per shard): encode the shard batch by batch on all cores; every kept document's tokens (after
+    its end-of-text separator), split and place in the input → ``output``. Null ids and empty texts are counted."""
+    t0 = time.monotonic()
+    source, tok_path = inputs
+    out = Path(output).parent.parent  # the token directory: lineage names the source relative to it
+    tok = load_tokenizer(tok_path, cfg.eot_token)
+    tok.encode_special_tokens = True  # before the encoding threads start (see encode_documents)
+    eot, dtype = tok.token_to_id(cfg.eot_token), token_dtype(tok.get_vocab_size())
+    schema = _encoded_schema(dtype).with_metadata({SOURCE_KEY: _source_name(source, out)})  # as lineage names it
+    stats = StageStats(stage="tokenize_encode", shard=shard_id(source))
+    batches = iter_documents([source], ["id", "text"], limit=limit)
+    with ShardWriter(output, schema) as writer, _gc_paused():
+        for number, (docs, token_ids) in enumerate(_encode_stream(tok, batches, stats, out)):
+            for split, batch in docs.split(token_ids, eot, dtype, cfg).items():
+                stats.docs_kept += len(batch.ids)
+                stats.tokens += len(batch.tokens)
+                writer.write(_encoded_rows(batch, number, split == "val", schema))
+        stats.seconds = time.monotonic() - t0
+        return writer.commit(stats, cfg, list(inputs))
+
+
+def _replay(path: str, out: Path, dtype: np.dtype) -> Iterator[tuple[str, DocumentBatch]]:
+    """An encoded shard's documents as the encoder packed them: per input batch, per split, a DocumentBatch."""
+    pf = pq.ParquetFile(path)
+    source = pf.schema_arrow.metadata[SOURCE_KEY].decode()
+    table = pf.read()
+    if not table.num_rows:
+        return
+    numbers, val = table.column("batch").to_numpy(), table.column("val").to_numpy(zero_copy_only=False)
+    edges = np.flatnonzero(np.r_[True, (numbers[1:] != numbers[:-1]) | (val[1:] != val[:-1]), True])
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        rows = table.slice(lo, hi - lo)
+        tokens = rows.column("tokens").combine_chunks()
+        yield (
+            ("val" if val[lo] else "train"),
+            DocumentBatch(
+                ids=rows.column("id").to_pylist(),
+                sources=[source] * (hi - lo),
+                rows=rows.column("row").to_numpy(),
+                lengths=pc.list_value_length(tokens).to_numpy().astype(np.int64),
+                tokens=tokens.flatten().to_numpy().astype(dtype, copy=False),
+            ),
+        )
+
+
+def pack_shards(encoded: list[str], out: Path, vocab: int, cfg: TokenizeConfig) -> list[ShardInfo]:
+    """Phase 3's packing: each split's documents, in input order, into token shards with their lineage; with
+    ``shuffle_seed`` spooled first and packed in hash order."""
+    dtype = token_dtype(vocab)
     writers = {s: TokenShardWriter(out, s, cfg.shard_tokens, vocab, parquet_tokens=cfg.parquet_tokens) for s in SPLITS}
     sinks: dict[str, Any] = (
         {s: _Spool(out / f".spool-{s}", dtype) for s in SPLITS} if cfg.shuffle_seed is not None else writers
     )
-    with _gc_paused():
-        for docs, token_ids in _encode_stream(tok, iter_documents(inputs, ["id", "text"], limit=limit), stats, out):
-            for split, batch in docs.split(token_ids, eot, dtype, cfg).items():
-                stats.docs_kept += len(batch.ids)
-                stats.tokens += len(batch.tokens)
-                sinks[split].add(batch)
+    for path in encoded:
+        for split, batch in _replay(path, out, dtype):
+            sinks[split].add(batch)
     if cfg.shuffle_seed is not None:
         for split in SPLITS:
             for batch in sinks[split].replay(cfg.shuffle_seed):
@@ -403,10 +508,8 @@ def encode_shards(
     return [info for s in SPLITS for info in writers[s].close()]
 
 
-def _record_manifest(
-    out: Path, shards: list[ShardInfo], tok_path: Path, tok_hash: str, chash: str, inputs: list[str]
-) -> None:
-    """Every shard file and the tokenizer in OUT_DIR's manifest."""
+def _record_manifest(out: Path, shards: list[ShardInfo], chash: str, inputs: list[str]) -> None:
+    """Every shard file in OUT_DIR's manifest (phase 1 recorded the tokenizer)."""
     manifest = Manifest(out)
     for info in shards:
         for f in info.files:
@@ -414,7 +517,6 @@ def _record_manifest(
             if f == info.path:
                 facts["tokens"] = info.tokens
             manifest.record(f, facts, chash, inputs)
-    manifest.record(tok_path, {"bytes": tok_path.stat().st_size, "sha256": tok_hash}, chash, inputs)
 
 
 def _format_meta(dtype: np.dtype) -> dict[str, Any]:
@@ -443,15 +545,21 @@ def _shard_meta(info: ShardInfo) -> dict[str, Any]:
 
 
 def write_token_index(
-    tok: Tokenizer, shards: list[ShardInfo], out: Path, cfg: TokenizeConfig, stats: StageStats, inputs: list[str]
+    tok: Tokenizer,
+    shards: list[ShardInfo],
+    out: Path,
+    cfg: TokenizeConfig,
+    stats: StageStats,
+    sources: list[str],
+    inputs: list[str],
 ) -> dict[str, Any]:
-    """Phase 3: the manifest entries, then meta.json (shards, token counts, hashes, config, sources); returns meta."""
+    """The manifest entries, then meta.json (shards, token counts, hashes, config, sources); returns meta."""
     tok_path = out / "tokenizer.json"
     eot = tok.token_to_id(cfg.eot_token)
     vocab = tok.get_vocab_size()
     tok_hash = sha256_file(tok_path)
     chash = config_hash(cfg)
-    _record_manifest(out, shards, tok_path, tok_hash, chash, inputs)
+    _record_manifest(out, shards, chash, inputs)
 
     per_split = {s: [i for i in shards if i.split == s] for s in SPLITS}
     doc_tokens = stats.tokens - stats.docs_kept  # without the separators
@@ -470,30 +578,43 @@ def write_token_index(
         "config": cfg.model_dump(mode="json"),
         "config_hash": chash,
         "code_version": CODE_VERSION,
-        "sources": [{"path": _source_name(p, out), "fingerprint": fingerprint(p)} for p in inputs],
+        "sources": [{"path": _source_name(p, out), "fingerprint": fingerprint(p)} for p in sources],
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks the output complete
     return meta
 
 
-def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
-    """Train (or load) the tokenizer and write train/val token shards, their lineage and meta.json into ``output``."""
+def _encoded_stats(encoded: list[str]) -> tuple[StageStats, list[str]]:
+    """The encoded shards' counts summed (phase 2 saved them beside each shard), and their sources in order."""
+    stats = StageStats(stage="tokenize", shard="all")
+    sources = []
+    for path in encoded:
+        shard = StageStats.load(Path(path).parent / "_stats" / f"{shard_id(path)}.json")
+        for field in ("docs_in", "docs_kept", "bytes_in", "tokens"):
+            setattr(stats, field, getattr(stats, field) + getattr(shard, field))
+        for reason, n in shard.dropped.items():
+            stats.drop(reason, n)
+        stats.extra["encode_seconds"] = round(float(stats.extra.get("encode_seconds", 0.0)) + shard.seconds, 3)
+        name = pq.read_schema(path).metadata[SOURCE_KEY].decode()  # relative to the token directory, or a URL
+        sources.append(name if "://" in name else os.path.normpath(Path(path).parent.parent / name))
+    return stats, sources
+
+
+def run_index(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
+    """Phase 3 (reduce): pack the encoded shards into train/val token shards with their lineage, then meta.json."""
     t0 = time.monotonic()
-    inputs = [str(p) for p in inputs]
+    *encoded, tok_path = inputs
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    given = Path(cfg.tokenizer_file) if cfg.tokenizer_file else None
-    _clear_outputs(out, given)
-    stats = StageStats(stage="tokenize", shard="all")
-
-    tok = prepare_tokenizer(inputs, out / "tokenizer.json", given, cfg, limit=limit)
-    t_tok = time.monotonic()
-    shards = encode_shards(tok, inputs, out, cfg, stats, limit=limit)
-    t_enc = time.monotonic()
-    meta = write_token_index(tok, shards, out, cfg, stats, inputs)
+    _clear_outputs(out)
+    tok = load_tokenizer(tok_path, cfg.eot_token)
+    stats, sources = _encoded_stats(encoded)
+    shards = pack_shards(encoded, out, tok.get_vocab_size(), cfg)
+    meta = write_token_index(tok, shards, out, cfg, stats, sources, list(inputs))
 
     stats.bytes_out = sum(i.path.stat().st_size for i in shards)
     stats.seconds = time.monotonic() - t0
+    encode = float(stats.extra["encode_seconds"]) if encoded else 0.0
     stats.extra.update(
         {
             "vocab_size": meta["vocab_size"],
@@ -502,18 +623,30 @@ def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: 
             "val_tokens": meta["tokens"]["val"],
             "shards": len(shards),
             "bytes_per_token": meta["bytes_per_token"] or 0.0,
-            "tokenizer_seconds": round(t_tok - t0, 3),
-            "encode_seconds": round(t_enc - t_tok, 3),
-            "tokens_per_sec": round(stats.tokens / (t_enc - t_tok), 1) if t_enc > t_tok else 0.0,
+            "tokens_per_sec": round(stats.tokens / encode, 1) if encode else 0.0,
         }
     )
     log.info(
-        "tokenized %d documents into %d tokens (%d shards, %.2f bytes/token) in %.1f s",
+        "tokenized %d documents into %d tokens (%d shards, %.2f bytes/token)",
         stats.docs_kept,
         stats.tokens,
         len(shards),
         meta["bytes_per_token"] or 0,
-        stats.seconds,
     )
     stats.save(out / "_stats" / "all.json")
     return stats.check()
+
+
+def index_outputs(inputs: list[str], output: str) -> list[Path]:
+    """Phase 3's files: the token shards its manifest lists (none yet: not complete)."""
+    entries = [name for name in Manifest(output).load() if OUTPUT_NAME.fullmatch(name)]
+    return [Path(output) / name for name in entries] or [Path(output) / "_none"]
+
+
+def run_tokenize(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int | None = None) -> StageStats:
+    """Train (or load) the tokenizer and write train/val token shards, their lineage and meta.json into ``output``:
+    the three phases one after the other in this process (the refresh flow runs them as tasks). ``limit``: at most
+    that many documents of each input."""
+    from pipelines import registry
+
+    return registry.run_phases(registry.get("tokenize"), [str(p) for p in inputs], output, cfg, limit=limit)

@@ -45,8 +45,11 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def maybe_inject_fault(stage: str, attempt: int) -> None:
-    if attempt == 0 and stage in os.environ.get("LMPIPE_FAIL_FIRST_ATTEMPT", "").split(","):
+def maybe_inject_fault(stage: str, attempt: int, part_of: str | None = None) -> None:
+    """Fail the first attempt of ``stage`` (or of every phase of the composite ``part_of``) when it is listed in
+    LMPIPE_FAIL_FIRST_ATTEMPT."""
+    listed = os.environ.get("LMPIPE_FAIL_FIRST_ATTEMPT", "").split(",")
+    if attempt == 0 and (stage in listed or (part_of is not None and part_of in listed)):
         raise InjectedFault(f"injected transient fault in {stage} (attempt {attempt})")
 
 

@@ -45,7 +45,7 @@ class StageTask(Task):
 
 def _make_task(spec: registry.StageSpec) -> StageTask:
     def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
-        maybe_inject_fault(spec.name, task_run.run_count - 1)
+        maybe_inject_fault(spec.name, task_run.run_count - 1, spec.part_of)
         return spec.run(inputs, output, cfg, limit=limit)
 
     run.__name__ = f"{spec.name}_task"

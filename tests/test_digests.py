@@ -25,6 +25,9 @@ REFERENCE = "98f8b8e"  # main before the stage-contract refactor (issue 14)
 TREES = ("pipelines", "tasks", "flows", "deployments", "tests/digest_driver.py")
 
 
+WORKING_DIRS = {"_signatures", "_pairs", "_decisions", "_encoded"}
+
+
 def _reference_tree(dest: Path) -> Path:
     try:
         archive = subprocess.run(
@@ -78,6 +81,9 @@ def test_outputs_match_the_tree_before_the_refactor(tmp_path: Path, shared_data:
     # the run really covered every stage and every WARC file
     stages = {Path(p).parts[1] if p.startswith("task/") else Path(p).parts[2] for p in ref["digests"]}
     assert {"extract", "filter", "pii"} <= stages, stages
+    # Dedup's and tokenize's phases (separate stages since the split) keep their working files beside the outputs
+    # (_signatures, _pairs, _decisions, _encoded); they did not exist before. What is built from them is compared.
+    now["digests"] = {p: d for p, d in now["digests"].items() if not WORKING_DIRS & set(Path(p).parts)}
     assert set(now["digests"]) == set(ref["digests"]), (
         f"missing now: {sorted(set(ref['digests']) - set(now['digests']))}; "
         f"new now: {sorted(set(now['digests']) - set(ref['digests']))}"

@@ -17,15 +17,19 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-from flows.refresh import data_refresh
+from flows.refresh import data_refresh, plan_chain, resolve_inputs
 from pipelines.config import PipelineConfig, load_config
 from pipelines.sample import generate_sample
 
 pytestmark = pytest.mark.slow
 
 SHARDS = [f"sample-{i:05d}" for i in range(4)]
-ALL_TASKS = [f"extract:{s}" for s in SHARDS] + [f"filter:{s}" for s in SHARDS] + ["dedup:dedup"]
-ALL_TASKS += [f"pii:{s}" for s in SHARDS] + ["tokenize:tokens"]
+BANDS = [f"band_{b:02d}" for b in range(PipelineConfig().dedup.num_bands)]
+# Every task of a refresh, as ``task:output-stem``: the per-shard stages, and dedup's and tokenize's phases.
+ALL_TASKS = [f"{stage}:{s}" for stage in ("extract", "filter", "dedup_signatures") for s in SHARDS]
+ALL_TASKS += [f"dedup_pairs:{b}" for b in BANDS] + ["dedup_clusters:_decisions"]
+ALL_TASKS += [f"{stage}:{s}" for stage in ("dedup_apply", "pii", "tokenize_encode") for s in SHARDS]
+ALL_TASKS += ["tokenize_tokenizer:tokenizer", "tokenize_index:tokens"]
 
 
 def task_runs_since(since: datetime) -> list[Any]:
@@ -52,7 +56,11 @@ def recomputed(states: dict[str, str]) -> list[str]:
 
 def outputs(root: Path) -> dict[str, str]:
     """sha256 of every data file the stages wrote (Parquet shards, token shards, tokenizer), by relative path."""
-    files = [p for p in (root / "sample").rglob("*") if p.suffix in (".parquet", ".bin") or p.name == "tokenizer.json"]
+    files = [
+        p
+        for p in (root / "sample").rglob("*")
+        if p.suffix in (".parquet", ".bin", ".npy") or p.name == "tokenizer.json"
+    ]
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
@@ -73,7 +81,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     generate_sample(warcs)
     root = tmp_path_factory.mktemp("root")
     states = run(config(root, warcs))
-    return {"warcs": warcs, "root": root, "first": states, "outputs": outputs(root)}
+    tasks = plan_chain(config(root, warcs), resolve_inputs(config(root, warcs)))
+    return {"warcs": warcs, "root": root, "first": states, "outputs": outputs(root), "tasks": tasks}
 
 
 def test_first_run_computes_everything_then_a_rerun_nothing(world: dict[str, Any]) -> None:
@@ -83,31 +92,39 @@ def test_first_run_computes_everything_then_a_rerun_nothing(world: dict[str, Any
     assert outputs(world["root"]) == world["outputs"]
 
 
-def after_filter(prev: dict[str, str], now: dict[str, str]) -> list[str]:
-    """The tasks after filter that rerun when the outputs go from ``prev`` to ``now``: a shard is known by its
-    content (the sha256 its manifest records), so a task reruns when an input it reads changed."""
+def after_filter(world: dict[str, Any], prev: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The tasks after filter that rerun when the outputs go from ``prev`` to ``now``: a file is known by its
+    content (the sha256 its manifest records), so exactly the tasks with an input whose bytes changed rerun."""
+    root = Path(world["root"])
 
-    def changed(stage: str) -> list[str]:
-        return [s for s in SHARDS if prev[f"sample/{stage}/{s}.parquet"] != now[f"sample/{stage}/{s}.parquet"]]
+    def changed(path: str) -> bool:
+        rel = str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
+        return prev.get(rel) != now.get(rel)
 
-    return (
-        (["dedup:dedup"] if changed("filter") else [])
-        + [f"pii:{s}" for s in changed("dedup")]
-        + (["tokenize:tokens"] if changed("pii") else [])
-    )
+    return [
+        f"{step.spec.name}:{Path(call.output).stem}"
+        for step in world["tasks"]
+        if step.stage not in ("extract", "filter")
+        for call in step.calls
+        if any(changed(p) for p in call.inputs)
+    ]
 
 
 def test_changed_filter_threshold_reruns_filter_and_what_follows_not_extraction(world: dict[str, Any]) -> None:
     states = run(config(world["root"], world["warcs"], "filter.gopher_quality.min_stop_words=3"))
     changed = outputs(world["root"])
     assert changed != world["outputs"]  # the threshold drops documents
-    assert recomputed(states) == sorted([f"filter:{s}" for s in SHARDS] + after_filter(world["outputs"], changed))
+    assert recomputed(states) == sorted(
+        [f"filter:{s}" for s in SHARDS] + after_filter(world, world["outputs"], changed)
+    )
 
     # Back to the first threshold: its cache entries exist, but the files on disk were made with the other
     # one, so the manifest refuses the hit; the outputs come back byte-identical to the first run's.
     states = run(config(world["root"], world["warcs"]))
     assert outputs(world["root"]) == world["outputs"]
-    assert recomputed(states) == sorted([f"filter:{s}" for s in SHARDS] + after_filter(changed, world["outputs"]))
+    assert recomputed(states) == sorted(
+        [f"filter:{s}" for s in SHARDS] + after_filter(world, changed, world["outputs"])
+    )
 
 
 def test_changed_input_file_reruns_only_its_shard(world: dict[str, Any], shared_data: Path) -> None:
@@ -120,11 +137,13 @@ def test_changed_input_file_reruns_only_its_shard(world: dict[str, Any], shared_
         states = run(config(world["root"], world["warcs"]))
     finally:
         warc.write_bytes(original)
-    # Per-shard stages rerun only shard 3; dedup is global, so it reruns, and after it the pii shards whose dedup
-    # output changed (shard 3, and any shard holding a duplicate of the new pages), then tokenize.
+    # Per-shard tasks rerun only shard 3; dedup's pairs and clusters read every shard, so they rerun, and after them
+    # the tasks whose inputs changed (shard 3's, and any shard holding a duplicate of the new pages), then tokenize.
     now = outputs(world["root"])
     assert now["sample/dedup/sample-00003.parquet"] != before["sample/dedup/sample-00003.parquet"]
-    assert recomputed(states) == sorted(["extract:sample-00003", "filter:sample-00003"] + after_filter(before, now))
+    assert recomputed(states) == sorted(
+        ["extract:sample-00003", "filter:sample-00003"] + after_filter(world, before, now)
+    )
 
 
 def test_deleted_output_reruns_its_producer(world: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.cli import app
+from flows.paths import stage_dir
 from flows.refresh import StageStep, data_refresh, plan_chain
 from pipelines import registry
 from pipelines.config import PipelineConfig
@@ -84,10 +85,35 @@ def _sha(paths: list[Path]) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
-def _steps(cfg: PipelineConfig) -> dict[str, StageStep]:
+def _tasks(cfg: PipelineConfig) -> list[StageStep]:
+    """Every planned step of the refresh: the stages, composites (dedup, tokenize) expanded into their phases."""
     from flows.refresh import resolve_inputs
 
-    return {step.spec.name: step for step in plan_chain(cfg, resolve_inputs(cfg))}
+    return plan_chain(cfg, resolve_inputs(cfg))
+
+
+def _steps(cfg: PipelineConfig) -> dict[str, StageStep]:
+    """Each chain stage as one step: a composite's calls are one call over its sources into its directory."""
+    steps: dict[str, StageStep] = {}
+    for step in _tasks(cfg):
+        spec = registry.get(step.stage)
+        if step.stage in steps:
+            continue
+        if spec.phases:
+            sources = [p for call in step.calls for p in call.inputs]
+            out = str(stage_dir(cfg.data_root, cfg.extract.crawl_id, spec.directory))
+            step = StageStep(spec, step.cfg, [registry.Call(sources, out)], step.stage)
+        steps[step.stage] = step
+    return steps
+
+
+def _producer(world: dict[str, Any], path: Path) -> str:
+    """``task:output-stem`` of the task that writes ``path``."""
+    for step in world["tasks"]:
+        for call in step.calls:
+            if str(path) in call.produces or str(path) == call.output or Path(call.output) in path.parents:
+                return f"{step.spec.name}:{Path(call.output).stem}"
+    raise AssertionError(f"no task writes {path}")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +131,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, warcs: Path) -> dict[str, An
     since = datetime.now(UTC)
     stats = {s.stage: s for s in data_refresh(cfg)}
     runs = task_runs_since(since)
-    return {"cfg": cfg, "stats": stats, "first": task_states(since), "runs": runs, "steps": _steps(cfg)}
+    return {
+        "cfg": cfg,
+        "stats": stats,
+        "first": task_states(since),
+        "runs": runs,
+        "steps": _steps(cfg),
+        "tasks": _tasks(cfg),
+    }
 
 
 @pytest.fixture
@@ -136,26 +169,33 @@ def test_counts_reconcile(world: dict[str, Any], stage: str) -> None:
     stats, step = world["stats"][stage], world["steps"][stage]
     assert stats.docs_in > 0 and stats.docs_in == stats.docs_kept + sum(stats.dropped.values()), stats
     if step.spec.takes == "parquet":  # every input row is counted in
-        assert stats.docs_in == _rows([p for ins, _ in step.calls for p in ins])
+        assert stats.docs_in == _rows([p for call in step.calls for p in call.inputs])
     if stage != "tokenize":  # every kept row is written (tokenize writes tokens, not rows)
-        assert stats.docs_kept == _rows([str(p) for ins, out in step.calls for p in step.spec.output_files(ins, out)])
+        written = [str(p) for call in step.calls for p in step.spec.output_files(call.inputs, call.output)]
+        assert stats.docs_kept == _rows(written)
 
 
 def test_each_task_waits_for_the_tasks_that_write_its_inputs(world: dict[str, Any]) -> None:
-    """The DAG derived from the registry: a map task after a map stage waits for its own shard's task, any other
-    task for every task of the stage before (dedup reads all filter shards, tokenize all pii shards)."""
+    """The DAG derived from the registry: each task run waits for exactly the task runs that write its inputs — a
+    map task for its own shard's task, dedup's pairs for every signature shard, its clusters for every band."""
     by_output = {r.name.split("-", 1)[1]: r for r in world["runs"] if "-/" in r.name}
-    previous: list[Any] = []
-    previous_shape = None
-    for step in world["steps"].values():
-        current = [by_output[out] for _, out in step.calls]
-        for i, run in enumerate(current):
-            waits = {dep.id for dep in run.task_inputs.get("wait_for", [])}
-            per_shard = step.spec.shape == "map" and previous_shape == "map"
-            expected = {previous[i].id} if per_shard else {r.id for r in previous}
-            assert waits == expected, f"{run.name} waits for {waits}, not {expected}"
-        previous, previous_shape = current, step.spec.shape
-    assert len(by_output[world["steps"]["dedup"].calls[0][1]].task_inputs["wait_for"]) == len(WARCS)
+    producer: dict[str, Any] = {}
+    waits: dict[str, list[set]] = {}
+    for step in world["tasks"]:
+        runs = [by_output[call.output] for call in step.calls]
+        for call, run in zip(step.calls, runs, strict=True):
+            got = {dep.id for dep in run.task_inputs.get("wait_for", [])}
+            expected = {producer[p].id for p in call.inputs if p in producer}
+            assert got == expected, f"{run.name} waits for {got}, not {expected}"
+            waits.setdefault(step.spec.name, []).append(got)
+            producer.update(dict.fromkeys(call.produces, run))
+    bands = world["cfg"].dedup.num_bands
+    assert [len(w) for w in waits["filter"]] == [1] * len(WARCS)  # its own shard's extract
+    assert [len(w) for w in waits["dedup_pairs"]] == [len(WARCS)] * bands  # every signature shard
+    assert [len(w) for w in waits["dedup_clusters"]] == [bands + 2 * len(WARCS)]  # bands, signatures, filter shards
+    assert [len(w) for w in waits["dedup_apply"]] == [2] * len(WARCS)  # its filter shard and the clusters
+    assert [len(w) for w in waits["pii"]] == [1] * len(WARCS)  # its own dedup shard, not all of them
+    assert [len(w) for w in waits["tokenize_encode"]] == [2] * len(WARCS)  # its pii shard and the tokenizer
 
 
 @pytest.mark.parametrize("stage", ANNOTATING)
@@ -163,7 +203,7 @@ def test_annotate_only_keeps_every_row(world: dict[str, Any], stage: str, tmp_pa
     step = world["steps"][stage]
     # dedup without the cross-crawl index: this side run must not add to the index the refresh's run uses
     cfg = step.cfg.model_copy(update={"annotate_only": True, **({"index_dir": None} if stage == "dedup" else {})})
-    for n, (ins, out) in enumerate(step.calls):
+    for n, (ins, out) in enumerate((call.inputs, call.output) for call in step.calls):
         target = str(tmp_path / str(n) / Path(out).name)
         stats = stage_task(stage, ins, target, cfg)(ins, target, cfg, None)
         assert stats.dropped == {} and stats.docs_kept == stats.docs_in == _rows(ins)
@@ -174,7 +214,7 @@ def test_annotate_only_keeps_every_row(world: dict[str, Any], stage: str, tmp_pa
 def test_rerun_is_a_cache_hit_and_a_deleted_output_reruns_only_its_task(world: dict[str, Any], stage: str) -> None:
     assert set(world["first"].values()) == {"Completed"}, world["first"]
     step = world["steps"][stage]
-    ins, out = step.calls[-1]
+    ins, out = step.calls[-1].inputs, step.calls[-1].output
     files = step.spec.output_files(ins, out)
     before = _sha(files)
     since = datetime.now(UTC)
@@ -185,8 +225,9 @@ def test_rerun_is_a_cache_hit_and_a_deleted_output_reruns_only_its_task(world: d
     assert not step.spec.complete(ins, out, step.cfg)
     since = datetime.now(UTC)
     data_refresh(world["cfg"])
-    # It writes the same bytes again, and a shard is known by its recorded sha256: nothing after it reruns.
-    assert recomputed(task_states(since)) == [f"{stage}:{Path(out).stem}"]
+    # Only the task that writes it reruns (a composite's phase); it writes the same bytes again, and a shard is
+    # known by its recorded sha256: nothing after it reruns.
+    assert recomputed(task_states(since)) == [_producer(world, files[0])]
     assert _sha(files) == before and step.spec.complete(ins, out, step.cfg)
 
 
@@ -199,12 +240,12 @@ def test_a_registered_stage_runs_in_the_flow_with_cache_and_retries(
     assert [s.stage for s in stats] == ["extract", "filter", "dedup", "pii", "wordcount", "tokenize"]
     by_stage = {s.stage: s for s in stats}
     words, step = by_stage["wordcount"], _steps(cfg)["wordcount"]
-    pii_rows = read_tables([ins[0] for ins, _ in step.calls])
+    pii_rows = read_tables([call.inputs[0] for call in step.calls])
     short = sum(len(t.split()) < 400 for t in pii_rows.column("text").to_pylist())
     assert 0 < short < pii_rows.num_rows  # the threshold really splits these documents
     assert words.docs_in == pii_rows.num_rows and words.dropped == {"too_few_words": short}
     assert by_stage["tokenize"].docs_in == words.docs_kept  # tokenize reads the plugin's shards
-    written = read_tables([out for _, out in step.calls])
+    written = read_tables([call.output for call in step.calls])
     assert min(written.column("word_count").to_pylist()) >= 400
 
     since = datetime.now(UTC)
@@ -213,20 +254,20 @@ def test_a_registered_stage_runs_in_the_flow_with_cache_and_retries(
     assert sum(k.startswith("wordcount:") for k in states) == 2 and recomputed(states) == []
 
     # A deleted shard reruns its wordcount task only; its first attempt fails with a transient fault and is retried.
-    Path(step.calls[0][1]).unlink()
+    Path(step.calls[0].output).unlink()
     monkeypatch.setenv("LMPIPE_FAIL_FIRST_ATTEMPT", "wordcount")
     since = datetime.now(UTC)
     data_refresh(cfg)
-    assert recomputed(task_states(since)) == [f"wordcount:{Path(step.calls[0][1]).stem}"]
+    assert recomputed(task_states(since)) == [f"wordcount:{Path(step.calls[0].output).stem}"]
     runs = [r for r in task_runs_since(since) if r.name.startswith("wordcount-") and r.state_name == "Completed"]
     assert [r.run_count for r in runs] == [2]  # failed once, retried once
-    assert pq.read_table(step.calls[0][1]).equals(written.slice(0, pq.read_metadata(step.calls[0][1]).num_rows))
+    assert pq.read_table(step.calls[0].output).equals(written.slice(0, pq.read_metadata(step.calls[0].output).num_rows))
 
 
 def test_a_registered_stage_runs_through_lmpipe_task(
     wordcount: registry.StageSpec, world: dict[str, Any], tmp_path: Path
 ) -> None:
-    shard = world["steps"]["pii"].calls[0][1]
+    shard = world["steps"]["pii"].calls[0].output
     out = str(tmp_path / "wc.parquet")
     args = ["task", "wordcount", "--input", shard, "--output", out, "--set", "min_words=400"]
     since = datetime.now(UTC)
