@@ -14,8 +14,9 @@ many tasks (``lmpipe task dedup`` runs them one after the other in one process):
 
 1. ``dedup_signatures`` (map, per shard): MinHash signatures → band hashes, with the keys (id, fetch_time) →
    ``OUT_DIR/_signatures/{shard}.parquet``. Texts are read in batches of ``batch_docs``.
-2. ``dedup_pairs`` (map, per band): the rows of the run whose hash of that band agree → ``_pairs/band_XX.npy``.
-   Reads one uint64 column of each signature shard.
+2. ``dedup_pairs`` (map, per group of bands): the rows of the run whose hash of one of the group's bands agree →
+   ``_pairs/bands_LO-HI.npy``. Reads one uint64 column per band of each signature shard; one task per band at crawl
+   scale (``band_groups``), one for a run of a few shards.
 3. ``dedup_clusters`` (reduce): the union of the bands' pairs (optionally confirmed by exact Jaccard), connected
    components, survivors, earlier-crawl drops → ``_decisions/{shard}.parquet``, the report, the index entry.
    Memory: the run's keys and pairs (a few dozen bytes per document), never its texts or signatures.
@@ -49,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.config import DedupConfig
+from pipelines.documents import BatchResult, run_documents
 from pipelines.lsh import BandIndex, BandPartitions, band_hashes, components, equal_runs, union_edges
 from pipelines.minhash import jaccard, minhash_signatures, shingle_sets
 from pipelines.registry import Call
@@ -69,6 +71,7 @@ log = logging.getLogger(__name__)
 _NO_TIME = np.iinfo(np.int64).max
 # The phases' working files under the dedup directory (the refresh flow runs each phase as its own tasks)
 SIGNATURES, PAIRS, DECISIONS = "_signatures", "_pairs", "_decisions"
+SHARDS_PER_PAIR_TASK = 4  # below this many input shards per band group, one more pairs task costs more than it saves
 CRAWL_KEY = b"lmpipe.crawl_id"
 _REPORT_CLUSTERS = 10
 _REPORT_MEMBERS = 5
@@ -195,8 +198,15 @@ def signatures_path(out_dir: str | Path, source: str) -> Path:
     return Path(out_dir) / SIGNATURES / f"{shard_id(source)}.parquet"
 
 
-def pairs_path(out_dir: str | Path, band: int) -> Path:
-    return Path(out_dir) / PAIRS / f"band_{band:02d}.npy"
+def pairs_path(out_dir: str | Path, bands: range) -> Path:
+    return Path(out_dir) / PAIRS / f"bands_{bands.start:02d}-{bands.stop - 1:02d}.npy"
+
+
+def band_groups(shards: int, num_bands: int) -> list[range]:
+    """The bands each pairs task covers: one task per ``SHARDS_PER_PAIR_TASK`` input shards, at most one per band
+    (a small run is one task; a crawl, one task per band), contiguous and of near-equal size."""
+    k = max(1, min(num_bands, shards // SHARDS_PER_PAIR_TASK))
+    return [range(int(g[0]), int(g[-1]) + 1) for g in np.array_split(np.arange(num_bands), k)]
 
 
 def decisions_path(out_dir: str | Path, source: str) -> Path:
@@ -213,8 +223,9 @@ def plan_signatures(sources: list[str], previous: list[str], out_dir: str, cfg: 
 
 
 def plan_pairs(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
-    """Phase 2: one task per band, each reading that band's column of every signature shard."""
-    return [Call(list(previous), str(pairs_path(out_dir, b))) for b in range(cfg.num_bands)]
+    """Phase 2: one task per group of bands (``band_groups``), each reading its bands' columns of every signature
+    shard."""
+    return [Call(list(previous), str(pairs_path(out_dir, g))) for g in band_groups(len(sources), cfg.num_bands)]
 
 
 def plan_clusters(sources: list[str], previous: list[str], out_dir: str, cfg: DedupConfig) -> list[Call]:
@@ -254,26 +265,32 @@ def run_signatures(inputs: list[str], output: str, cfg: DedupConfig, *, limit: i
     return write_shard(table, output, stats, cfg, inputs)
 
 
-def _band_of(output: str) -> int:
+def _bands_of(output: str) -> range:
     name = Path(output).name
-    if not (name.startswith("band_") and name.endswith(".npy") and name[5:-4].isdigit()):
-        raise ValueError(f"{output}: a pairs output is named band_XX.npy")
-    return int(name[5:-4])
+    lo, _, hi = name.removeprefix("bands_").removesuffix(".npy").partition("-")
+    if not (name.startswith("bands_") and name.endswith(".npy") and lo.isdigit() and hi.isdigit()):
+        raise ValueError(f"{output}: a pairs output is named bands_LO-HI.npy")
+    return range(int(lo), int(hi) + 1)
 
 
 def run_pairs(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
-    """Phase 2, per band: the documents (rows of the run, in input order) whose hash of this band agree."""
-    band = _band_of(output)
-    columns = [read_table(p, columns=[_band_column(band)], required=()).column(0) for p in inputs]
-    values = np.concatenate([c.to_numpy() for c in columns]) if columns else np.empty(0, dtype=np.uint64)
-    edges = equal_runs(values.astype(np.uint64, copy=False))
+    """Phase 2, per group of bands: the pairs of documents (rows of the run, in input order) whose hash of one of
+    these bands agree."""
+    bands = _bands_of(output)
+    edges, n = [], 0
+    for band in bands:
+        columns = [read_table(p, columns=[_band_column(band)], required=()).column(0) for p in inputs]
+        values = np.concatenate([c.to_numpy() for c in columns]) if columns else np.empty(0, dtype=np.uint64)
+        edges.append(equal_runs(values.astype(np.uint64, copy=False)))
+        n = len(values)
+    pairs = union_edges(edges, n)
     buf = io.BytesIO()
-    np.save(buf, edges)
+    np.save(buf, pairs)
     atomic_write_bytes(output, buf.getvalue())
-    facts = {"rows": len(edges), "bytes": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    facts = {"rows": len(pairs), "bytes": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
     Manifest(Path(output).parent).record(output, facts, config_hash(cfg), inputs)
-    stats = StageStats(stage="dedup_pairs", shard=f"band_{band:02d}", docs_in=len(values), docs_kept=len(values))
-    stats.extra["pairs"] = len(edges)
+    stats = StageStats(stage="dedup_pairs", shard=Path(output).stem, docs_in=n, docs_kept=n)
+    stats.extra["pairs"] = len(pairs)
     return stats
 
 
@@ -472,29 +489,35 @@ def run_clusters(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int
     return stats
 
 
+APPLY_COLUMNS = pa.schema([("minhash_cluster", pa.string()), ("is_duplicate", pa.bool_())])
+DROP_REASONS = ("minhash_duplicate", "minhash_earlier_crawl")
+
+
 def run_apply(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:
-    """Phase 4, per shard: annotate (``minhash_cluster``, ``is_duplicate``), drop unless ``annotate_only``, write."""
-    t0 = time.monotonic()
+    """Phase 4, per shard: annotate (``minhash_cluster``, ``is_duplicate``), drop unless ``annotate_only``, write
+    (the streaming document runner, pipelines/documents.py)."""
     path, decisions = inputs
     dec = read_table(decisions, required=("minhash_cluster",))
-    table = read_table(path).slice(0, dec.num_rows)
-    n_cluster, n_earlier = (int(pc.sum(dec.column(c)).as_py() or 0) for c in ("duplicate", "earlier_crawl"))
-    dup = pc.or_(dec.column("duplicate"), dec.column("earlier_crawl")).combine_chunks()
-    table = table.append_column("minhash_cluster", dec.column("minhash_cluster")).append_column("is_duplicate", dup)
-    st = StageStats(stage="dedup", shard=shard_id(path), docs_in=table.num_rows)
-    if cfg.annotate_only:
-        st.docs_kept = table.num_rows
-        st.extra["would_drop_minhash_duplicate"] = n_cluster
-        st.extra["would_drop_minhash_earlier_crawl"] = n_earlier
-    else:
-        st.docs_kept = table.num_rows - n_cluster - n_earlier
-        if n_cluster:
-            st.drop("minhash_duplicate", n_cluster)
-        if n_earlier:
-            st.drop("minhash_earlier_crawl", n_earlier)
-        table = table.filter(pc.invert(dup))
-    st.seconds = time.monotonic() - t0
-    return write_shard(table, output, st, cfg, inputs)
+    cluster = dec.column("minhash_cluster").combine_chunks()
+    duplicate, earlier = (dec.column(c).to_numpy(zero_copy_only=False) for c in ("duplicate", "earlier_crawl"))
+    reasons = np.where(duplicate, DROP_REASONS[0], np.where(earlier, DROP_REASONS[1], None)).tolist()
+    done = 0
+
+    def transform(batch: pa.RecordBatch) -> BatchResult:
+        nonlocal done
+        lo, done = done, done + batch.num_rows
+        flags = pa.array(duplicate[lo:done] | earlier[lo:done], pa.bool_())
+        return BatchResult({"minhash_cluster": cluster.slice(lo, done - lo), "is_duplicate": flags}, reasons[lo:done])
+
+    def finish(stats: StageStats) -> None:
+        if cfg.annotate_only:  # both counters, also when zero
+            for reason in DROP_REASONS:
+                stats.extra.setdefault(f"would_drop_{reason}", 0)
+
+    return run_documents(
+        [path], output, cfg, "dedup", transform, columns=APPLY_COLUMNS, drops=True,
+        annotate_only=cfg.annotate_only, limit=dec.num_rows, finish=finish,
+    )  # fmt: skip
 
 
 def run_dedup(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | None = None) -> StageStats:

@@ -2,16 +2,18 @@
 
     lmpipe explore --input data/sample/filter --set gopher_quality.min_doc_words=100 --set language.threshold=0.8
 
-The filter stage stores every score it measured (pipelines/filters.py) and, in the Parquet metadata, the config it
+The filter stage stores every score it measured (pipelines/filters/) and, in the Parquet metadata, the config it
 measured them with. ``explore`` takes that config, applies the ``--set`` overrides, and decides every stored row again
 with the same ``FilterRules`` the stage uses, so for unchanged thresholds it reproduces the stage's decisions exactly.
 It prints, per rule, the documents and words (whitespace tokens) the new thresholds would remove compared with the
 stored run, with a few example documents, and writes a histogram of each score with its threshold marked.
 
 Only thresholds can change: settings that alter what is measured (C4's line rules, which rewrite the text FineWeb
-scores; FineWeb's short-line length; the URL lists; the language model and its second opinion) need a re-run, and
-``explore`` says so naming the setting. On an output written without ``--annotate-only`` only the kept rows are
-stored, so a what-if can tighten thresholds but not bring dropped documents back.
+scores; FineWeb's short-line length; the URL lists; the language model and its second opinion; the n of Gopher's
+n-gram rules) need a re-run, and ``explore`` says so naming the setting. Each filter family declares both (its
+``thresholds`` and ``remeasure_reason``, pipelines/filters/family.py), and explore iterates over the same families.
+On an output written without ``--annotate-only`` only the kept rows are stored, so a what-if can tighten thresholds
+but not bring dropped documents back.
 """
 
 from __future__ import annotations
@@ -33,25 +35,6 @@ from pipelines.errors import ConfigError
 from pipelines.filters import CONFIG_METADATA_KEY, FilterRules, score_schema
 
 logger = logging.getLogger(__name__)
-
-# Settings whose change needs the documents measured again (everything else in FilterConfig is a threshold or a
-# switch that only changes decisions).
-REMEASURE = (
-    "url.use_integrated_lists",
-    "url.extra_domains",
-    "url.extra_urls",
-    "url.banned_words",
-    "url.banned_subwords",
-    "url.soft_banned_words",
-    "language.model_path",
-    "language.second_opinion",
-    "language.second_opinion_below",
-    "language.second_opinion_keep_below",
-    "language.second_opinion_weight",
-    "c4.",
-    "fineweb.short_line_length",
-)
-RETHRESHOLDABLE_C4 = ("c4.min_num_sentences",)
 
 
 class ExploreError(ConfigError):
@@ -121,17 +104,12 @@ def what_if_config(base: FilterConfig, overrides: list[str]) -> tuple[FilterConf
     new = load_config(FilterConfig, overrides=overrides, base=base)
     before, after = _flatten(base.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
     changed = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after[k]}
-    for key in changed:
-        if key.startswith(REMEASURE) and key not in RETHRESHOLDABLE_C4 and key != "c4.enabled":
-            raise ExploreError(f"{key}: changes what the filter measures, not a threshold; re-run the filter stage")
-        if key == "c4.enabled":
-            raise ExploreError("c4.enabled: C4 rewrites the text FineWeb scores; re-run the filter stage")
-    # n-gram thresholds may change, the n may not (their scores are stored per n)
-    for name in ("top_n_grams", "dup_n_grams"):
-        old_n = [n for n, _ in getattr(base.gopher_repetition, name)]
-        new_n = [n for n, _ in getattr(new.gopher_repetition, name)]
-        if old_n != new_n:
-            raise ExploreError(f"gopher_repetition.{name}: scores are stored for n={old_n} only; re-run to change n")
+    rules = FilterRules(base)
+    for key, (old, value) in changed.items():
+        section, _, setting = key.partition(".")
+        family = rules.family(section)  # None: a stage setting (annotate_only)
+        if family is not None and (why := family.remeasure_reason(setting, old, value)):
+            raise ExploreError(f"{key}: {why}")
     return new, changed
 
 
@@ -208,32 +186,8 @@ def explore(
 
 # --------------------------------------------------------------------------------------------------- histograms
 def thresholds(cfg: FilterConfig) -> dict[str, list[float]]:
-    """Score column -> the threshold(s) the config compares it with."""
-    rep, gq, c4, fw = cfg.gopher_repetition, cfg.gopher_quality, cfg.c4, cfg.fineweb
-    out: dict[str, list[float]] = {
-        "url_soft_words": [cfg.url.soft_word_threshold],
-        "language_score": [cfg.language.threshold],
-        "gopher_rep_dup_para_frac": [rep.dup_para_frac],
-        "gopher_rep_dup_para_char_frac": [rep.dup_para_char_frac],
-        "gopher_rep_dup_line_frac": [rep.dup_line_frac],
-        "gopher_rep_dup_line_char_frac": [rep.dup_line_char_frac],
-        "gopher_words": [gq.min_doc_words, gq.max_doc_words],
-        "gopher_mean_word_length": [gq.min_avg_word_length, gq.max_avg_word_length],
-        "gopher_hash_ratio": [gq.max_symbol_word_ratio],
-        "gopher_ellipsis_ratio": [gq.max_symbol_word_ratio],
-        "gopher_bullet_lines_ratio": [gq.max_bullet_lines_ratio],
-        "gopher_end_ellipsis_lines_ratio": [gq.max_ellipsis_lines_ratio],
-        "gopher_alpha_words_ratio": [gq.max_non_alpha_words_ratio],
-        "gopher_stop_words": [gq.min_stop_words],
-        "c4_sentences": [c4.min_num_sentences],
-        "fineweb_line_punct_ratio": [fw.line_punct_thr],
-        "fineweb_short_line_ratio": [fw.short_line_thr],
-        "fineweb_char_dup_ratio": [fw.char_duplicates_ratio],
-        "fineweb_list_ratio": [fw.new_line_ratio],
-    }
-    out.update({f"gopher_rep_top_{n}_gram_frac": [t] for n, t in rep.top_n_grams})
-    out.update({f"gopher_rep_dup_{n}_gram_frac": [t] for n, t in rep.dup_n_grams})
-    return out
+    """Score column -> the threshold(s) the config compares it with, in chain order."""
+    return {name: t for family in FilterRules(cfg).families for name, t in family.thresholds().items()}
 
 
 def _plot(ax: Any, values: list[float], name: str, lines: list[float], old: list[float] | None) -> None:

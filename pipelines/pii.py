@@ -35,7 +35,7 @@ keep the higher score, then the longer span.
 Output: ``text`` with every span replaced as ``replacement`` says (typed placeholder ``<EMAIL_ADDRESS>`` by default,
 a fixed fake value, or kept) unless ``annotate_only``; ``pii_spans`` (list<struct<entity, start, end>> on the
 ORIGINAL text) and ``pii_counts`` (list<struct<entity, count>>); stats ``pii_<ENTITY>`` per type and shard.
-PII never drops a document.
+PII never drops a document. ``run_pii`` streams the shard through pipelines/documents.py in batches of ``BATCH_ROWS``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,8 +54,8 @@ import pyarrow as pa
 import tldextract
 
 from pipelines.config import PIIConfig
+from pipelines.documents import BatchResult, run_documents
 from pipelines.errors import ConfigError
-from pipelines.shards import read_tables, shard_id, write_shard
 from pipelines.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -479,40 +478,50 @@ def scrub(text: str, spans: list[Span], cfg: PIIConfig | None = None) -> str:
     return "".join(parts)
 
 
-def run_pii(inputs: list[str], output: str, cfg: PIIConfig, *, limit: int | None = None) -> StageStats:
-    """Find and replace PII in the input shard(s); write ``output`` with pii_spans and pii_counts. Drops nothing."""
-    started = time.perf_counter()
-    finder = scrubber(cfg)  # fails fast (e.g. SpacyModelNotFoundError) before reading anything
-    table = read_tables(list(inputs))
-    if limit is not None:
-        table = table.slice(0, limit)
-    stats = StageStats(stage="pii", shard=shard_id(output), docs_in=table.num_rows)
+class PIIBatches:
+    """run_pii's transform: find and replace PII in each batch, counting spans per entity and documents with PII."""
 
-    out_text: list[str | None] = []
-    out_spans: list[list[dict[str, Any]]] = []
-    out_counts: list[list[dict[str, Any]]] = []
-    totals: Counter[str] = Counter()
-    docs_with_pii = 0
-    for batch in table.select(["text"]).to_batches(max_chunksize=BATCH_ROWS):
-        texts = batch.column(0).to_pylist()
-        for text, spans in zip(texts, finder.find_batch(texts), strict=True):
-            stats.bytes_in += len(text.encode("utf-8")) if text else 0
+    columns = pa.schema([("text", pa.string()), ("pii_spans", SPAN_TYPE), ("pii_counts", COUNTS_TYPE)])
+
+    def __init__(self, cfg: PIIConfig) -> None:
+        self.cfg = cfg
+        self.finder = scrubber(cfg)  # fails fast (e.g. SpacyModelNotFoundError) before reading anything
+        self.totals: Counter[str] = Counter()
+        self.docs_with_pii = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> BatchResult:
+        texts = batch.column("text").to_pylist()
+        out_text: list[str | None] = []
+        out_spans: list[list[dict[str, Any]]] = []
+        out_counts: list[list[dict[str, Any]]] = []
+        for text, spans in zip(texts, self.finder.find_batch(texts), strict=True):
             counts = Counter(s.entity for s in spans)
-            totals.update(counts)
-            docs_with_pii += bool(spans)
-            out_text.append(text if cfg.annotate_only or not spans else finder.scrub(text, spans))
+            self.totals.update(counts)
+            self.docs_with_pii += bool(spans)
+            out_text.append(text if self.cfg.annotate_only or not spans else self.finder.scrub(text, spans))
             out_spans.append([{"entity": s.entity, "start": s.start, "end": s.end} for s in spans])
             out_counts.append([{"entity": e, "count": n} for e, n in sorted(counts.items())])
-        logger.info("pii %s: %d/%d docs, %d with PII", stats.shard, len(out_text), table.num_rows, docs_with_pii)
+        arrays = [pa.array(out_text, pa.string()), pa.array(out_spans, SPAN_TYPE), pa.array(out_counts, COUNTS_TYPE)]
+        return BatchResult(dict(zip(self.columns.names, arrays, strict=True)))
 
-    table = table.drop_columns([c for c in ("pii_spans", "pii_counts") if c in table.column_names])
-    table = table.set_column(table.column_names.index("text"), "text", pa.array(out_text, pa.string()))
-    table = table.append_column("pii_spans", pa.array(out_spans, SPAN_TYPE))
-    table = table.append_column("pii_counts", pa.array(out_counts, COUNTS_TYPE))
+    def finish(self, stats: StageStats) -> None:
+        stats.extra["docs_with_pii"] = self.docs_with_pii
+        for entity in self.cfg.entities:
+            stats.extra[f"pii_{entity}"] = self.totals.get(entity, 0)
 
-    stats.docs_kept = table.num_rows
-    stats.extra["docs_with_pii"] = docs_with_pii
-    for entity in cfg.entities:
-        stats.extra[f"pii_{entity}"] = totals.get(entity, 0)
-    stats.seconds = time.perf_counter() - started
-    return write_shard(table, output, stats, cfg, list(inputs))
+
+def run_pii(inputs: list[str], output: str, cfg: PIIConfig, *, limit: int | None = None) -> StageStats:
+    """Find and replace PII in the input shard(s); write ``output`` with pii_spans and pii_counts. Drops nothing."""
+    batches = PIIBatches(cfg)
+    return run_documents(
+        list(inputs),
+        output,
+        cfg,
+        "pii",
+        batches,
+        columns=batches.columns,
+        annotate_only=cfg.annotate_only,
+        limit=limit,
+        batch_rows=BATCH_ROWS,
+        finish=batches.finish,
+    )

@@ -17,13 +17,13 @@ to know about it:
 - ``outputs`` / ``complete``: the files it writes for given inputs, and how a cached result is known to be still
   there and made from these inputs with this config (the manifest by default; a stage adds its own checks).
 - ``plan``: its tasks (``Call``: inputs, output, the files the next stage reads) for given inputs; by default one
-  per shard (map) or one over all (reduce). dedup's pairs phase plans one task per LSH band instead.
+  per shard (map) or one over all (reduce). dedup's pairs phase plans one task per group of LSH bands.
 - ``phases``: a composite stage (dedup, tokenize) is a sequence of stages of its own, registered with ``part_of``;
   the refresh flow runs each phase's tasks (map phases in parallel, each task waiting only for the tasks that
   write its inputs), ``lmpipe task dedup`` runs them one after the other in one process, and the composite is
   complete when every task of every phase is.
 
-    dedup    = dedup_signatures (map, per shard) → dedup_pairs (map, per band) → dedup_clusters (reduce)
+    dedup    = dedup_signatures (map, per shard) → dedup_pairs (map, per band group) → dedup_clusters (reduce)
                → dedup_apply (map, per shard)
     tokenize = tokenize_tokenizer (reduce) → tokenize_encode (map, per shard) → tokenize_index (reduce)
 
@@ -313,7 +313,7 @@ def _phases(of: str, config: type[BaseModel], module: str, *phases: tuple[Any, .
 _DEDUP_PHASES = _phases(
     "dedup", C.DedupConfig, "pipelines.dedup",
     ("signatures", "map", "MinHash signatures → LSH band hashes and keys, per shard"),
-    ("pairs", "map", "candidate pairs of one LSH band over the whole run, per band"),
+    ("pairs", "map", "candidate pairs of a group of LSH bands over the whole run, per band group"),
     ("clusters", "reduce", "connected components, survivors, earlier-crawl drops, index update (one task)",
      {"outputs": "pipelines.dedup:clusters_outputs", "complete_check": "pipelines.dedup:clusters_complete"}),
     ("apply", "map", "annotate each shard with its cluster, drop the duplicates, per shard", {"annotates": True}),

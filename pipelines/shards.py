@@ -166,14 +166,19 @@ class ShardWriter:
     removes the partial file: a shard is either complete and in the manifest, or absent.
     """
 
-    def __init__(self, output: str | Path, schema: pa.Schema, row_group_size: int = 8192):
+    def __init__(
+        self, output: str | Path, schema: pa.Schema, row_group_size: int = 8192, *, empty_row_group: bool = False
+    ):
         self.output = str(output)
         self.fs, self.path = fsspec.core.url_to_fs(self.output)
         self.fs.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.tmp = f"{self.path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
         self._file = self.fs.open(self.tmp, "wb")
+        self.schema = schema
         self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
         self.row_group_size = row_group_size
+        # a shard of no rows gets one empty row group, as write_table (pq.write_table) writes it
+        self.empty_row_group = empty_row_group
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -184,15 +189,21 @@ class ShardWriter:
 
     def _close(self) -> None:
         if self._writer is not None:
+            if self.rows == 0 and self.empty_row_group:
+                self._writer.write_table(self.schema.empty_table())
             self._writer.close()
             self._file.close()
             self._writer = None
 
-    def commit(self, stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> Any:
-        stats.check()
+    def publish(self) -> dict[str, Any]:
+        """Close and rename the shard into place, without a manifest entry (a side output); its manifest facts."""
         self._close()
         self.fs.mv(self.tmp, self.path)
-        facts = {"rows": self.rows, "bytes": self.fs.size(self.path), "sha256": sha256_file(self.output)}
+        return {"rows": self.rows, "bytes": self.fs.size(self.path), "sha256": sha256_file(self.output)}
+
+    def commit(self, stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> Any:
+        stats.check()
+        facts = self.publish()
         stats.bytes_out = facts["bytes"]
         stage_dir = Path(self.output).parent
         Manifest(stage_dir).record(self.output, facts, config_hash(cfg), inputs)

@@ -91,4 +91,3 @@ def funnel_markdown(stages: list[StageStats]) -> str:
     for r in funnel_rows(stages):
         lines.append(f"| {r['stage']} | {r['docs_in']} | {r['kept']} | {r['dropped']} | {r['reason']} |")
     return "\n".join(lines)
-

@@ -19,12 +19,13 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.refresh import data_refresh, plan_chain, resolve_inputs
 from pipelines.config import PipelineConfig, load_config
+from pipelines.dedup import band_groups
 from pipelines.sample import generate_sample
 
 pytestmark = pytest.mark.slow
 
 SHARDS = [f"sample-{i:05d}" for i in range(4)]
-BANDS = [f"band_{b:02d}" for b in range(PipelineConfig().dedup.num_bands)]
+BANDS = [f"bands_{g.start:02d}-{g.stop - 1:02d}" for g in band_groups(len(SHARDS), PipelineConfig().dedup.num_bands)]
 # Every task of a refresh, as ``task:output-stem``: the per-shard stages, and dedup's and tokenize's phases.
 ALL_TASKS = [f"{stage}:{s}" for stage in ("extract", "filter", "dedup_signatures") for s in SHARDS]
 ALL_TASKS += [f"dedup_pairs:{b}" for b in BANDS] + ["dedup_clusters:_decisions"]

@@ -29,6 +29,7 @@ from flows.paths import stage_dir
 from flows.refresh import StageStep, data_refresh, plan_chain
 from pipelines import registry
 from pipelines.config import PipelineConfig
+from pipelines.dedup import band_groups
 from pipelines.shards import read_tables, shard_id, write_shard
 from pipelines.stats import StageStats
 from tasks.stages import stage_task
@@ -189,10 +190,10 @@ def test_each_task_waits_for_the_tasks_that_write_its_inputs(world: dict[str, An
             assert got == expected, f"{run.name} waits for {got}, not {expected}"
             waits.setdefault(step.spec.name, []).append(got)
             producer.update(dict.fromkeys(call.produces, run))
-    bands = world["cfg"].dedup.num_bands
+    groups = len(band_groups(len(WARCS), world["cfg"].dedup.num_bands))
     assert [len(w) for w in waits["filter"]] == [1] * len(WARCS)  # its own shard's extract
-    assert [len(w) for w in waits["dedup_pairs"]] == [len(WARCS)] * bands  # every signature shard
-    assert [len(w) for w in waits["dedup_clusters"]] == [bands + 2 * len(WARCS)]  # bands, signatures, filter shards
+    assert [len(w) for w in waits["dedup_pairs"]] == [len(WARCS)] * groups  # every signature shard
+    assert [len(w) for w in waits["dedup_clusters"]] == [groups + 2 * len(WARCS)]  # pairs, signatures, filter shards
     assert [len(w) for w in waits["dedup_apply"]] == [2] * len(WARCS)  # its filter shard and the clusters
     assert [len(w) for w in waits["pii"]] == [1] * len(WARCS)  # its own dedup shard, not all of them
     assert [len(w) for w in waits["tokenize_encode"]] == [2] * len(WARCS)  # its pii shard and the tokenizer
