@@ -76,16 +76,35 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+class Runner(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+RunnerOption = Annotated[Runner, typer.Option(help="Where the data stages' tasks run: local threads or Ray.")]
+RayAddressOption = Annotated[
+    str | None, typer.Option(help="--runner ray: auto, ray://HOST:10001 or HOST:6379 (unset: a local Ray).")
+]
+
+
+def _runner_overrides(runner: Runner, ray_address: str | None) -> list[str]:
+    if ray_address and runner is not Runner.ray:
+        _fail("--ray-address needs --runner ray")
+    return [f"runner.kind={runner.value}"] + ([f"runner.address={ray_address}"] if ray_address else [])
+
+
 @app.command()
 def run(
     data_root: Annotated[str, typer.Option(help="Where all stage outputs go.")] = "data",
     inputs: Annotated[list[str] | None, typer.Option("--input", help="WARC files/globs/URLs (default: sample)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML with PipelineConfig fields.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+    runner: RunnerOption = Runner.local,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run the whole pipeline (default: on the built-in sample) and print the funnel, losses and a sample."""
     _quiet_libraries()
-    overrides = [f"data_root={data_root}"]
+    overrides = [f"data_root={data_root}", *_runner_overrides(runner, ray_address)]
     if not inputs:
         # The sample is ~0.5 M tokens: a small vocabulary and a larger val share suit it.
         overrides += ["tokenize.vocab_size=4096", "tokenize.val_fraction=0.1"]
@@ -113,7 +132,10 @@ def run(
 
 @app.command()
 def refresh(
-    crawl: Annotated[str, typer.Option(help="Common Crawl crawl id, e.g. CC-MAIN-2024-10.")],
+    crawl: Annotated[str | None, typer.Option(help="Common Crawl crawl id, e.g. CC-MAIN-2024-10, or latest.")] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", help="WARC files/globs/URLs instead of a crawl.")
+    ] = None,
     max_warcs: Annotated[int, typer.Option(help="Process at most this many WARC files (~1 GB each).")] = 1,
     offset: Annotated[int, typer.Option(help="Skip this many entries of the crawl's warc.paths.gz first.")] = 0,
     stride: Annotated[int, typer.Option(help="Then take every stride-th entry.")] = 1,
@@ -123,14 +145,29 @@ def refresh(
     data_root: Annotated[str, typer.Option(help="Where all stage outputs go ({data_root}/{crawl}/{stage}/).")] = "data",
     config: Annotated[Path | None, typer.Option(help="YAML with PipelineConfig fields.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+    runner: RunnerOption = Runner.local,
+    ray_address: RayAddressOption = None,
 ) -> None:
-    """Run the data stages (no training) on WARC files of a Common Crawl crawl and print the funnel.
+    """Run the data stages (no training) on WARC files of a Common Crawl crawl, or on --input files, and print the
+    funnel.
 
     Shards done before with the same code and config are cache hits: a larger --max-warcs adds only new ones.
     """
     _quiet_libraries()
-    selection = {"crawl_id": crawl, "max_warcs": max_warcs, "offset": offset, "stride": stride, "base_url": base_url}
-    overrides = [f"data_root={data_root}", f"crawl={json.dumps(selection)}"]
+    if (crawl is None) == (not inputs):
+        _fail("refresh needs either --crawl or --input")
+    overrides = [f"data_root={data_root}", *_runner_overrides(runner, ray_address)]
+    if crawl is not None:
+        selection = {
+            "crawl_id": crawl,
+            "max_warcs": max_warcs,
+            "offset": offset,
+            "stride": stride,
+            "base_url": base_url,
+        }
+        overrides.append(f"crawl={json.dumps(selection)}")
+    else:
+        overrides.append(f"inputs={json.dumps(inputs)}")
     try:
         cfg = C.load_config(C.PipelineConfig, config, overrides + (set_ or []))
     except Exception as e:
@@ -141,10 +178,12 @@ def refresh(
     t0 = time.monotonic()
     try:
         stats = data_refresh(cfg)
-    except (FileNotFoundError, ValueError, RemoteReadError) as e:  # ValueError: bad input (RemoteRequestError too)
+    except (FileNotFoundError, ValueError, RemoteReadError, ConfigError) as e:  # ValueError: bad input
         _fail(str(e))
     print_funnel(stats)
-    console.print(f"outputs: {Path(data_root) / crawl} · {time.monotonic() - t0:.1f} s", highlight=False)
+    console.print(
+        f"outputs: {Path(cfg.data_root) / cfg.extract.crawl_id} · {time.monotonic() - t0:.1f} s", highlight=False
+    )
 
 
 @app.command()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
@@ -19,15 +21,17 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture, as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.paths import stage_dir
 from flows.plots import funnel_png, markdown_image
 from pipelines import registry
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, RunnerConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
+from pipelines.errors import ConfigError
 from pipelines.explore import stage_histograms
 from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, funnel_rows
@@ -99,7 +103,37 @@ def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
     return steps
 
 
-def submit_chain(steps: list[StageStep]) -> list[list[PrefectFuture]]:
+@contextmanager
+def task_runner(cfg: RunnerConfig) -> Iterator[TaskRunner | None]:
+    """The task runner the chain's tasks go to: None for the flow's own thread pool (``local``), or a started
+    prefect-ray RayTaskRunner on ``cfg.address`` with each task's Ray resources (``ray``)."""
+    if cfg.kind == "local":
+        yield None
+        return
+    try:
+        from prefect_ray import RayTaskRunner
+        from prefect_ray.context import remote_options
+    except ImportError as e:
+        raise ConfigError("runner.kind=ray needs prefect-ray and ray: pip install 'lmpipe[ray]'") from e
+    runtime_env = {"env_vars": _prefect_api_env()}
+    with (
+        RayTaskRunner(address=cfg.address, init_kwargs={"runtime_env": runtime_env}) as runner,
+        remote_options(**cfg.ray_options()),
+    ):
+        yield runner
+
+
+def _prefect_api_env() -> dict[str, str]:
+    """What a Ray worker needs to report to the Prefect API this flow uses: its URL (also the temporary server of
+    an ephemeral run, which workers would otherwise replace by one of their own) and the auth string when set."""
+    with get_client(sync_client=True) as client:
+        env = {"PREFECT_API_URL": str(client.api_url).rstrip("/")}
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        env["PREFECT_API_AUTH_STRING"] = auth
+    return env
+
+
+def submit_chain(steps: list[StageStep], runner: TaskRunner | None = None) -> list[list[PrefectFuture]]:
     """Submit the planned tasks, each waiting for exactly the tasks that write its inputs (shard i of a map stage
     for shard i of the map stage before; a reduce task for all of them)."""
     producers: dict[str, PrefectFuture] = {}
@@ -108,7 +142,9 @@ def submit_chain(steps: list[StageStep]) -> list[list[PrefectFuture]]:
         futures = []
         for call in step.calls:
             upstream = list({id(f): f for f in (producers.get(p) for p in call.inputs) if f is not None}.values())
-            futures.append(submit_stage(step.spec.name, call.inputs, call.output, step.cfg, wait_for=upstream))
+            futures.append(
+                submit_stage(step.spec.name, call.inputs, call.output, step.cfg, wait_for=upstream, runner=runner)
+            )
         for call, future in zip(step.calls, futures, strict=True):
             producers.update(dict.fromkeys(call.produces, future))
         submitted.append(futures)
@@ -136,9 +172,10 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     log.info("data-refresh: %d WARC file(s) → %s", len(warcs), stage_dir(root, crawl, ""))
     progress = create_progress_artifact(progress=0.0, description="data-refresh: shard tasks completed")
     steps = plan_chain(config, warcs)
-    submitted = submit_chain(steps)
-    _track([f for futures in submitted for f in futures], progress)
-    stats = chain_stats(steps, submitted)
+    with task_runner(config.runner) as runner:
+        submitted = submit_chain(steps, runner)
+        _track([f for futures in submitted for f in futures], progress)
+        stats = chain_stats(steps, submitted)
     create_markdown_artifact(
         key="funnel",
         markdown="# Data funnel\n\n" + funnel_markdown(stats) + "\n\n" + markdown_image(funnel_png(stats), "funnel"),

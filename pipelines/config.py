@@ -32,6 +32,32 @@ class SampleConfig(_Config):
     seed: int = Field(1234, description="Random seed; the same seed gives byte-identical WARC files.")
 
 
+RAY_ADDRESS = r"^(auto|ray://[A-Za-z0-9.\-]+:\d{1,5}|[A-Za-z0-9.\-]+:\d{1,5})$"
+
+
+class RunnerConfig(_Config):
+    """Where the data stages' tasks run: threads of the flow's process, or a Ray cluster (prefect-ray)."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: a thread pool in the flow's process; ray: tasks on a Ray cluster (lmpipe[ray])."
+    )
+    address: str | None = Field(
+        None,
+        pattern=RAY_ADDRESS,
+        description="Ray cluster: 'auto' (the flow runs on a node of it), 'ray://HOST:10001' (Ray Client) or "
+        "'HOST:6379' (the head's GCS); unset: a Ray instance on this machine for the run only.",
+    )
+    cpus_per_task: float = Field(1.0, gt=0, description="Ray: CPUs each task reserves (num_cpus).")
+    memory_per_task_mb: int | None = Field(None, gt=0, description="Ray: memory each task reserves (MiB).")
+
+    def ray_options(self) -> dict[str, Any]:
+        """Options of each task's ``ray.remote``."""
+        opts: dict[str, Any] = {"num_cpus": self.cpus_per_task}
+        if self.memory_per_task_mb is not None:
+            opts["memory"] = self.memory_per_task_mb * 2**20
+        return opts
+
+
 class CrawlConfig(_Config):
     """Which WARC files of a Common Crawl crawl a run processes (a deterministic slice of its warc.paths.gz)."""
 
@@ -425,6 +451,20 @@ class PipelineConfig(_Config):
         default_factory=dict,
         description="Config of stages registered by plugins (pipelines.registry), by stage name.",
     )
+    runner: RunnerConfig = _section(RunnerConfig, "Where the data stages' tasks run (local threads or Ray).")
+
+    @classmethod
+    def _cluster_paths_are_absolute(cls, data: Any) -> Any:
+        """On Ray, tasks run in other processes (and machines) with another working directory: a local data root
+        is made absolute before anything is derived from it."""
+        if not isinstance(data, dict):
+            return data
+        runner = data.get("runner") or {}
+        kind = runner.kind if isinstance(runner, RunnerConfig) else runner.get("kind")
+        root = data.get("data_root", cls.model_fields["data_root"].default)
+        if kind != "ray" or not isinstance(root, str) or "://" in root:
+            return data
+        return {**data, "data_root": str(Path(root).absolute())}
 
     @model_validator(mode="before")
     @classmethod
@@ -454,6 +494,7 @@ class PipelineConfig(_Config):
         (local data roots only): each refresh adds its crawl, and dedup.scope=global reads the earlier ones."""
         if not isinstance(data, dict):
             return data
+        data = cls._cluster_paths_are_absolute(data)
         root = data.get("data_root", cls.model_fields["data_root"].default)
         if not isinstance(root, str) or "://" in root:
             return data

@@ -17,6 +17,7 @@ from typing import Any
 from prefect import Task
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run
+from prefect.task_runners import TaskRunner
 
 from pipelines import registry
 from pipelines.stats import StageStats
@@ -44,7 +45,9 @@ class StageTask(Task):
 
 
 def _make_task(spec: registry.StageSpec) -> StageTask:
-    def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None) -> StageStats:
+    def run(inputs: list[str], output: str, cfg: Any, limit: int | None = None, after: Any = None) -> StageStats:
+        # ``after``: the upstream tasks' futures on a Ray runner (their results are not used: a future passed as a
+        # parameter makes Ray schedule this task once they are done, instead of starting it to wait)
         maybe_inject_fault(spec.name, task_run.run_count - 1, spec.part_of)
         return spec.run(inputs, output, cfg, limit=limit)
 
@@ -89,5 +92,12 @@ def submit_stage(
     *,
     limit: int | None = None,
     wait_for: list[PrefectFuture] | None = None,
+    runner: TaskRunner | None = None,
 ) -> PrefectFuture:
-    return stage_task(stage, inputs, output, cfg).submit(inputs, output, cfg, limit, wait_for=wait_for)
+    """Submit the stage's task, after the ``wait_for`` tasks: to the flow's task runner, or to ``runner`` (a Ray
+    task runner, where the upstream futures go in as the ``after`` parameter, so Ray itself orders the tasks)."""
+    task = stage_task(stage, inputs, output, cfg)
+    if runner is None:
+        return task.submit(inputs, output, cfg, limit, wait_for=wait_for)
+    parameters = {"inputs": inputs, "output": output, "cfg": cfg, "limit": limit, "after": list(wait_for or [])}
+    return runner.submit(task, parameters)

@@ -1,8 +1,13 @@
-"""Shared fixtures: the real data in ../shared/data, and an isolated Prefect home per test session."""
+"""Shared fixtures: the real data in ../shared/data, an isolated Prefect home per test session, and one local
+two-node Ray cluster per session (tests that need it ask for ``ray_cluster``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +41,33 @@ def _prefect_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipelines")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict[str, str]]:
+    """One Ray cluster for the test session, two nodes on 127.0.0.1 (``ray start --head`` and a second ``ray start
+    --address``, one CPU each): its GCS ``address`` and its ``dashboard`` URL (the state API). Stopped (``ray stop``)
+    at the end of the session."""
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray is None:
+        unavailable("the ray CLI is not installed (pip install 'lmpipe[ray]')")
+    port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    head = [ray, "start", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1"]
+    head += ["--dashboard-port", str(dashboard), *common]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+        worker = [ray, "start", "--address", f"127.0.0.1:{port}", *common]
+        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=180)
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
