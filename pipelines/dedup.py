@@ -516,7 +516,7 @@ def run_apply(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int | 
 
     return run_documents(
         [path], output, cfg, "dedup", transform, columns=APPLY_COLUMNS, drops=True,
-        annotate_only=cfg.annotate_only, limit=dec.num_rows, finish=finish,
+        annotate_only=cfg.annotate_only, limit=dec.num_rows, finish=finish, made_from=list(inputs),
     )  # fmt: skip
 
 

@@ -236,12 +236,15 @@ def run_documents(
     metadata: dict[bytes, Any] | None = None,
     side_outputs: SideOutputs | None = None,
     finish: Callable[[StageStats], None] | None = None,
+    made_from: list[str] | None = None,
 ) -> StageStats:
     """Run ``transform`` over the input shard(s) into ``output`` (see the module docstring) and commit it.
 
     ``columns``: the columns ``transform`` returns, with their types; ``drops``: whether it returns drop reasons;
     ``metadata``: added to the output's schema metadata; ``side_outputs``: rows also written elsewhere (called with
-    each batch's output rows before anything is dropped); ``finish``: the stage's own counters, before the commit.
+    each batch's output rows before anything is dropped); ``finish``: the stage's own counters, before the commit;
+    ``made_from``: what the manifest records the shard was made from (default: ``inputs``; dedup's apply adds its
+    decisions), so that the cache check, which compares it with the task's inputs, holds.
     """
     started = time.perf_counter()
     reader = DocumentReader(inputs)
@@ -272,4 +275,4 @@ def run_documents(
             finish(stats)
         stats.seconds = time.perf_counter() - started
         logger.info("%s %s: kept %d of %d %s", stage, stats.shard, stats.docs_kept, stats.docs_in, dict(reasons))
-        return writer.commit(stats, cfg, list(inputs))
+        return writer.commit(stats, cfg, list(made_from or inputs))
