@@ -164,6 +164,8 @@ class ForkedSandbox(ExtractorSandbox):
     """
 
     POLL_SECONDS = 0.05  # how often the parent looks at the worker's CPU clock while a page is being extracted
+    READY_SECONDS = 60.0  # a new worker answers its small warm-up page well within this, even on a busy machine
+    START_ATTEMPTS = 3
 
     def __init__(self, timeout: float, warmup_text: str = "", *, wall_factor: float = 6.0) -> None:
         super().__init__(timeout, warmup_text)
@@ -175,15 +177,20 @@ class ForkedSandbox(ExtractorSandbox):
         if self.process is not None:
             self._cleanup_process()
         ctx = multiprocessing.get_context("fork")
-        self.parent_conn, self.child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=self._worker, args=(self.child_conn, extract_fn), daemon=True)
-        self.process.start()
-        self.all_processes.append(self.process)
-        if self.parent_conn.poll(self.wall_limit):
-            self.parent_conn.recv()  # the worker's "ready" after its warm-up page
-        else:
+        ready = min(self.wall_limit, self.READY_SECONDS)
+        for attempt in range(1, self.START_ATTEMPTS + 1):
+            self.parent_conn, self.child_conn = ctx.Pipe()
+            self.process = ctx.Process(target=self._worker, args=(self.child_conn, extract_fn), daemon=True)
+            self.process.start()
+            self.all_processes.append(self.process)
+            if self.parent_conn.poll(ready):
+                self.parent_conn.recv()  # the worker's "ready" after its warm-up page
+                return
+            # A child forked while another thread held a lock (libxml2's, an lxml XPath's) waits on it forever,
+            # using no CPU: it never answers its warm-up page. Such a start is killed and forked again.
             self._cleanup_process()
-            raise TimeoutError(f"extraction worker not ready within {self.wall_limit} s (warm-up page)")
+            log.warning("extraction worker not ready within %.0f s (attempt %d), forking a new one", ready, attempt)
+        raise TimeoutError(f"extraction worker not ready within {ready} s, {self.START_ATTEMPTS} times (warm-up page)")
 
     def process_document(self, text, extract_fn):  # noqa: ANN001, ANN201 (datatrove's signature)
         self._ensure_process(extract_fn)

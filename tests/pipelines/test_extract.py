@@ -247,3 +247,28 @@ def test_timeout_counts_cpu_time_so_a_busy_machine_extracts_the_same_pages(share
     assert busy["dropped"] == quiet["dropped"] and busy["kept"] == quiet["kept"], (busy, quiet)
     assert busy["wall"] > limit + quiet["wall"], f"the hogs did not slow the extraction down enough: {busy} {quiet}"
     assert pq.read_table(tmp_path / "busy.parquet").equals(pq.read_table(tmp_path / "quiet.parquet"))
+
+
+def _hangs_at_first_start(marker: str, text: str) -> str:
+    """An extraction that blocks forever, using no CPU, in the first worker only (like a child forked while another
+    thread held a lock it then waits on); later workers extract."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        time.sleep(3600)
+    return text.upper()
+
+
+def test_a_worker_that_never_answers_its_warm_up_is_forked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from pipelines.extract import ForkedSandbox
+
+    monkeypatch.setattr(ForkedSandbox, "READY_SECONDS", 1.0)
+    extract = functools.partial(_hangs_at_first_start, str(tmp_path / "started"))
+    t0 = time.monotonic()
+    with ForkedSandbox(30.0, "warm-up page") as box:
+        assert box.process_document("a page", extract) == "A PAGE"
+        assert len(box.all_processes) == 2  # the hung worker was killed and one new one forked
+    assert time.monotonic() - t0 < 20  # the 1 s ready limit, not the 180 s wall-clock backstop
