@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -251,11 +252,17 @@ class Manifest:
             "inputs": {str(p): fingerprint(p) for p in inputs},
             "mtime_ns": os.stat(output).st_mtime_ns,
         }
+        self._update(lambda data: {**data, Path(output).name: entry})
+
+    def forget(self, names: Callable[[str], bool]) -> None:
+        """Drop the entries whose file name ``names`` matches (a stage clearing its own earlier outputs)."""
+        self._update(lambda data: {k: v for k, v in data.items() if not names(k)})
+
+    def _update(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Read, change and write the manifest under its file lock (parallel tasks never lose each other's entries)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.path) + ".lock"):
-            data = self.load()
-            data[Path(output).name] = entry
-            atomic_write_bytes(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(self.path, json.dumps(change(self.load()), indent=2, sort_keys=True).encode())
 
     def valid(self, output: str | Path) -> bool:
         """True when ``output`` exists and matches its manifest entry (same size+mtime, else same sha256)."""

@@ -48,7 +48,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import FileLock
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines import CODE_VERSION
@@ -58,7 +57,6 @@ from pipelines.shards import (
     Manifest,
     ShardSchemaError,
     ShardWriter,
-    atomic_write_bytes,
     config_hash,
     fingerprint,
     sha256_file,
@@ -371,10 +369,7 @@ def _clear_outputs(out: Path) -> None:
     """Remove the token shards an earlier run left in OUT_DIR, and their manifest entries (shards of another size or
     config would otherwise linger); the tokenizer, phase 1's output, stays."""
     (out / "meta.json").unlink(missing_ok=True)  # first: without it the directory never counts as done
-    manifest = Manifest(out)
-    with FileLock(str(manifest.path) + ".lock"):
-        kept = {k: v for k, v in manifest.load().items() if not OUTPUT_NAME.fullmatch(k)}
-        atomic_write_bytes(manifest.path, json.dumps(kept, indent=2, sort_keys=True).encode())
+    Manifest(out).forget(OUTPUT_NAME.fullmatch)
     for path in out.iterdir():
         if path.is_file() and OUTPUT_NAME.fullmatch(path.name):
             path.unlink()
