@@ -95,11 +95,9 @@ def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
     previous, steps = list(warcs), []
     for spec in registry.data_chain():
         cfg = registry.stage_config(config, spec.name)
-        out_dir, sources = str(stage_dir(root, crawl, spec.directory)), previous
-        for phase in spec.expand():
-            calls = phase.calls(sources, previous, out_dir, cfg)
+        for phase, calls in registry.plan_phases(spec, previous, str(stage_dir(root, crawl, spec.directory)), cfg):
             steps.append(StageStep(phase, cfg, calls, spec.name))
-            previous = [f for call in calls for f in call.produces]
+        previous = [f for call in steps[-1].calls for f in call.produces]
     return steps
 
 

@@ -175,15 +175,9 @@ class StageSpec:
         paths = self.output_files(inputs, output)
         return not paths or manifest_complete(paths, list(inputs), cfg)
 
-    def downstream(self, inputs: list[str], output: str) -> list[str]:
-        """The files the next stage of the chain reads from a run of this stage on ``inputs``."""
-        if self.phases:
-            return plan_phases(self, inputs, output, None)[-1][1][0].produces if inputs else []
-        return [f for call in self.calls(inputs, inputs, output, None) for f in call.produces]
-
 
 def plan_phases(spec: StageSpec, inputs: list[str], output: str, cfg: Any) -> list[tuple[StageSpec, list[Call]]]:
-    """Each phase of a composite with its tasks, for a run of the composite on ``inputs`` into ``output``."""
+    """Each phase of a composite (a plain stage: itself) with its tasks, for a run on ``inputs`` into ``output``."""
     previous, planned = list(inputs), []
     for phase in spec.expand():
         calls = phase.calls(inputs, previous, output, cfg)
@@ -213,12 +207,10 @@ def run_phases(
     spec: StageSpec, inputs: list[str], output: str, cfg: BaseModel, *, limit: int | None = None
 ) -> StageStats:
     """Run a composite's phases in this process, each task after the other (what the flow spreads over tasks)."""
-    previous, results = list(inputs), []
-    for phase in spec.expand():
-        calls = phase.calls(inputs, previous, output, cfg)
-        results.append([phase.run(call.inputs, call.output, cfg, limit=limit) for call in calls])
-        previous = [f for call in calls for f in call.produces]
-    return stage_stats(spec, results)
+    planned = plan_phases(spec, list(inputs), output, cfg)
+    return stage_stats(
+        spec, [[phase.run(c.inputs, c.output, cfg, limit=limit) for c in calls] for phase, calls in planned]
+    )
 
 
 _REGISTRY: dict[str, StageSpec] = {}
