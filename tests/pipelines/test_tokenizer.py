@@ -100,6 +100,7 @@ def test_round_trip_is_exact_on_real_multilingual_text(corpus: dict) -> None:
     for split in ("train", "val"):
         tokens = [t for s in sorted(out.glob(f"{split}_*.bin")) for t in _llmc_reader(s)[1]]
         texts = [d["text"] for d in expected[split]]
+        assert texts and tokens, split  # both splits hold documents: the checks below cannot pass on nothing
         # the acceptance check as stated: decode everything, split at the separator
         assert tok.decode(tokens, skip_special_tokens=False).split(EOT)[1:] == texts
         assert [tok.decode(d) for d in _split_documents(tokens, eot)] == texts
@@ -212,7 +213,9 @@ def test_transformers_loads_the_tokenizer(corpus: dict) -> None:
     hf = PreTrainedTokenizerFast(tokenizer_file=path, eos_token=EOT)
     tok = Tokenizer.from_file(path)
     assert hf.eos_token_id == 0 and len(hf) == tok.get_vocab_size()
-    for doc in corpus["expected"]["val"][:20]:
+    docs = corpus["expected"]["val"][:20]
+    assert len(docs) == 20
+    for doc in docs:
         ids = hf(doc["text"])["input_ids"]
         assert ids == tok.encode(doc["text"]).ids
         assert hf.decode(ids) == doc["text"]
