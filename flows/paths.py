@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines import registry
-from pipelines.shards import shard_id
 
 
 def stage_dir(data_root: str, crawl_id: str, stage: str) -> Path:
     return Path(data_root) / crawl_id / stage
-
-
-def shard_output(data_root: str, crawl_id: str, stage: str, source: str) -> str:
-    return str(stage_dir(data_root, crawl_id, stage) / f"{shard_id(source)}.parquet")
 
 
 def tokens_dir(data_root: str, crawl_id: str) -> str:

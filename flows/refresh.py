@@ -90,7 +90,7 @@ class StageStep:
 
 def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
     """Every stage of the data chain (pipelines.registry), composites expanded into their phases, with the tasks
-    each plans: a map stage one per shard (dedup's pairs: one per band), a reduce stage one over all shards."""
+    each plans: a map stage one per shard (dedup's pairs: one per band group), a reduce stage one over all shards."""
     root, crawl = config.data_root, config.extract.crawl_id
     previous, steps = list(warcs), []
     for spec in registry.data_chain():
