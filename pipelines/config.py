@@ -7,7 +7,7 @@ Flows take these models as parameters, so the Prefect UI renders each as a docum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +32,8 @@ class SampleConfig(_Config):
     seed: int = Field(1234, description="Random seed; the same seed gives byte-identical WARC files.")
 
 
+# One safe path component (a crawl id is a folder under data_root): no '/', no '..', no hidden name, no empty name.
+PATH_COMPONENT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 RAY_ADDRESS = r"^(auto|ray://[A-Za-z0-9.\-]+:\d{1,5}|[A-Za-z0-9.\-]+:\d{1,5})$"
 
 
@@ -91,7 +93,12 @@ class CrawlConfig(_Config):
 class ExtractConfig(_Config):
     """WARC → main text with trafilatura (FineWeb settings: favour precision, no comments)."""
 
-    crawl_id: str = Field("sample", description="Crawl id written to every row (e.g. CC-MAIN-2024-10).")
+    crawl_id: str = Field(
+        "sample",
+        pattern=PATH_COMPONENT,
+        description="Crawl id written to every row (e.g. CC-MAIN-2024-10); also the folder under data_root, so one "
+        "path component: letters, digits, '.', '_', '-', not starting with '.'.",
+    )
     favor_precision: bool = Field(True, description="trafilatura favor_precision (FineWeb: true).")
     include_comments: bool = Field(False, description="Keep user comments below articles (FineWeb: false).")
     include_tables: bool = Field(True, description="Keep text from HTML tables.")
@@ -131,10 +138,26 @@ class ExtractConfig(_Config):
     )
 
 
+# Every label the bundled models give (lid.176.ftz and py3langid; tests/flows/test_config_refusals.py checks it): a
+# language to keep must be one of them (or 'all'), else nothing would ever be kept. A configured model_path
+# (GlotLID, …) has labels of its own and is not checked here.
+BUNDLED_LANGUAGES = frozenset(
+    (
+        "ace af als am an ar ary arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb "
+        "ckb co crh cs cv cy da de diq dsb dty dv dz el eml en eo es et eu ext fa fi fo fr frr fuv fy ga gcf "
+        "gcr gd gl gn gom grc gu gug guw gv ha hbo he hi hif hr hsb ht hu hy ia id ie ig ilo io is it ja jbo "
+        "jv ka kab kik kk km kn ko krc ku kv kw ky la lb lez lg li lij lmo ln lo lrc lt ltg lv mai mg mhr min "
+        "mk ml mn mr mrj ms mt mwl my myv mzn nah nap nds ne new nl nn no nso oc om or os pa pam pcm pfl pl "
+        "pms pnb ps pt qu rm ro ru rue rw sa sah sc scn sco sd sdh se sh si sk sl sn so sq sr st su sv sw ta "
+        "te tg th tk tl tr tt tyv ug uk ur uz uzs vec vep vi vls vo wa war wuu xal xh xmf yi yo yue zh zu zxx "
+    ).split()
+)
+
+
 class LanguageConfig(_Config):
     """fastText lid.176 language identification."""
 
-    languages: list[str] = Field(
+    languages: list[Annotated[str, Field(pattern=r"^(all|[a-z]{2,3}(_[A-Z][a-z]{3})?)$")]] = Field(
         default_factory=lambda: ["en"],
         description="ISO 639-1 codes to keep; ['all'] keeps every language (scores are still written).",
     )
@@ -169,6 +192,13 @@ class LanguageConfig(_Config):
         description="Write documents of non-kept languages to per-language side outputs "
         "(_languages/{lang}/{shard}.parquet beside the output) instead of only counting them as dropped.",
     )
+
+    @model_validator(mode="after")
+    def _languages_known(self) -> LanguageConfig:
+        unknown = sorted(set(self.languages) - BUNDLED_LANGUAGES - {"all"})
+        if unknown and self.model_path is None:
+            raise ValueError(f"languages: {', '.join(unknown)} not known to the bundled models (ISO 639 codes)")
+        return self
 
 
 class URLFilterConfig(_Config):
@@ -327,7 +357,7 @@ class PIIConfig(_Config):
         description="presidio entity types to find. PERSON and LOCATION switch on spaCy NER (see spacy_model).",
     )
     min_score: float = Field(0.4, ge=0, le=1, description="Minimum presidio score for a span to count.")
-    phone_regions: list[str] = Field(
+    phone_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(
         default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "CA", "AU", "BR", "CH"],
         min_length=1,
         description="Regions phonenumbers tries for numbers without a '+' prefix.",
@@ -367,6 +397,16 @@ class PIIConfig(_Config):
     ner_batch_size: int = Field(32, ge=1, le=4096, description="Documents per spaCy nlp.pipe batch (NER only).")
     annotate_only: bool = Field(False, description="Do not replace; write pii_spans and pii_counts only.")
 
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = sorted(set(regions) - phonenumbers.SUPPORTED_REGIONS)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a region phonenumbers knows (ISO 3166-1 alpha-2)")
+        return regions
+
     @model_validator(mode="after")
     def _fake_values_cover_fake_replacements(self) -> PIIConfig:
         missing = sorted(e for e, how in self.replacement.items() if how == "fake" and e not in self.fake_values)
@@ -404,11 +444,18 @@ class TokenizeConfig(_Config):
     seed: int = Field(0, description="Seed for the train/val hash and the tokenizer's training sample.")
 
 
+# The context length of each TrainConfig.preset (pipelines/train/model.PRESETS takes it from here): GPT-2 124M's
+# n_positions, and tiny's own. A longer block_size is refused: it is not the preset's model any more.
+PRESET_CONTEXT: dict[str, int] = {"tiny": 128, "gpt2-124m": 1024}
+
+
 class TrainConfig(_Config):
     """GPT pre-training with Lightning (nanoGPT-style model)."""
 
     preset: Literal["tiny", "gpt2-124m"] = Field("tiny", description="Model size preset.")
-    block_size: int | None = Field(None, ge=8, description="Context length; default from the preset.")
+    block_size: int | None = Field(
+        None, ge=8, description="Context length; default and maximum: the preset's (tiny 128, gpt2-124m 1024)."
+    )
     batch_size: int = Field(16, ge=1, description="Sequences per device per micro-step.")
     accumulate_grad_batches: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
@@ -428,6 +475,13 @@ class TrainConfig(_Config):
     peak_flops: float | None = Field(None, gt=0, description="Device peak FLOP/s for MFU; default by device type.")
     sample_prompt: str = Field("The", description="Prompt of the text sample generated after training.")
     sample_tokens: int = Field(60, ge=1, description="Tokens generated for the sample.")
+
+    @model_validator(mode="after")
+    def _block_size_within_context(self) -> TrainConfig:
+        context = PRESET_CONTEXT[self.preset]
+        if self.block_size is not None and self.block_size > context:
+            raise ValueError(f"block_size {self.block_size} exceeds preset {self.preset}'s context of {context}")
+        return self
 
 
 class PipelineConfig(_Config):

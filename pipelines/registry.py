@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,21 @@ class Call:
 # plan(sources, previous, out_dir, cfg) -> calls. ``sources``: what the stage (or the composite a phase belongs to)
 # reads from the stage before it; ``previous``: what the phase before wrote (== sources for a first phase).
 PlanFunction = Callable[[list[str], list[str], str, Any], list[Call]]
+
+
+def check_shard_ids(inputs: list[str]) -> list[str]:
+    """Refuse, before any work, inputs whose shard ids (file names without data suffixes: the output names of every
+    map stage) are not one safe path component, or are shared by two inputs (their outputs would overwrite each
+    other). Returns ``inputs``."""
+    seen: dict[str, str] = {}
+    for path in inputs:
+        sid = shard_id(path)
+        if not re.fullmatch(C.PATH_COMPONENT, sid):
+            raise ConfigError(f"{path}: shard id {sid!r} is not a safe file name (letters, digits, '.', '_', '-')")
+        if sid in seen:
+            raise ConfigError(f"{path} and {seen[sid]} have the same shard id {sid!r}: their outputs would collide")
+        seen[sid] = path
+    return inputs
 
 
 def plan_map(sources: list[str], previous: list[str], out_dir: str, cfg: Any) -> list[Call]:

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from pipelines.config import PRESET_CONTEXT
+
 # Embedding and output rows are padded to a multiple of this for faster matmuls; the padded logits are never targets.
 VOCAB_MULTIPLE = 64
 
@@ -34,8 +36,8 @@ class GPTConfig:
 
 # Architecture per TrainConfig.preset; vocab_size comes from the tokenizer, block_size may be overridden.
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
-    "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
+    "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": PRESET_CONTEXT["tiny"]},
+    "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": PRESET_CONTEXT["gpt2-124m"]},
 }
 
 
