@@ -59,6 +59,7 @@ def _make_task(spec: registry.StageSpec) -> StageTask:
         task_run_name=f"{spec.name}-{{output}}",
         cache_policy=STAGE_CACHE,
         persist_result=True,
+        result_serializer="json",  # a cache hit reads JSON back, never unpickles what someone could have written
         # No tags: a tagged task asks the API for tag concurrency slots before it runs, and on the ephemeral
         # SQLite API parallel shard tasks make that call fail with "database is locked" (503) and a 2 s client
         # back-off, which was most of a fully cached run's time. Limit concurrency per flow/deployment instead.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +13,11 @@ from prefect.client.orchestration import get_client
 
 from pipelines.config import ExtractConfig
 from tasks.stages import stage_task
+
+
+def _persisted_result(state) -> dict:
+    """The result record the task persisted (local result storage), as stored."""
+    return json.loads(Path(state.data.metadata.storage_key).read_bytes())
 
 
 def _run(src: str, out: str, cfg: ExtractConfig):
@@ -30,6 +36,10 @@ def test_cache_hit_refresh_and_config_change(shared_data: Path, tmp_path: Path) 
     stats = first.result()
     assert stats.docs_kept > 0
     mtime = Path(out).stat().st_mtime_ns
+
+    record = _persisted_result(first)  # persisted as JSON, not pickle: a hit never unpickles a stored file
+    assert record["metadata"]["serializer"]["type"] == "json"
+    assert json.loads(record["result"])["data"]["docs_kept"] == stats.docs_kept
 
     second = _run(src, out, cfg)
     assert second.name == "Cached", "an unchanged rerun must be a cache hit"
