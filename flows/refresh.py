@@ -92,7 +92,7 @@ def plan_chain(config: PipelineConfig, warcs: list[str]) -> list[StageStep]:
     """Every stage of the data chain (pipelines.registry), composites expanded into their phases, with the tasks
     each plans: a map stage one per shard (dedup's pairs: one per band group), a reduce stage one over all shards."""
     root, crawl = config.data_root, config.extract.crawl_id
-    previous, steps = registry.check_shard_ids(list(warcs)), []
+    previous, steps = list(warcs), []
     for spec in registry.data_chain():
         cfg = registry.stage_config(config, spec.name)
         for phase, calls in registry.plan_phases(spec, previous, str(stage_dir(root, crawl, spec.directory)), cfg):

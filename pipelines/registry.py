@@ -109,9 +109,9 @@ PlanFunction = Callable[[list[str], list[str], str, Any], list[Call]]
 
 
 def check_shard_ids(inputs: list[str]) -> list[str]:
-    """Refuse, before any work, inputs whose shard ids (file names without data suffixes: the output names of every
-    map stage) are not one safe path component, or are shared by two inputs (their outputs would overwrite each
-    other). Returns ``inputs``."""
+    """Refuse, when a stage's tasks are planned (before any work), inputs whose shard ids (file names without data
+    suffixes: the output names of every map stage and of dedup's per-shard outputs) are not one safe path
+    component, or are shared by two inputs (their outputs would overwrite each other). Returns ``inputs``."""
     seen: dict[str, str] = {}
     for path in inputs:
         sid = shard_id(path)
@@ -194,7 +194,7 @@ class StageSpec:
 
 def plan_phases(spec: StageSpec, inputs: list[str], output: str, cfg: Any) -> list[tuple[StageSpec, list[Call]]]:
     """Each phase of a composite (a plain stage: itself) with its tasks, for a run on ``inputs`` into ``output``."""
-    previous, planned = list(inputs), []
+    previous, planned = check_shard_ids(list(inputs)), []
     for phase in spec.expand():
         calls = phase.calls(inputs, previous, output, cfg)
         planned.append((phase, calls))

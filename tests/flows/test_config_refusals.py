@@ -109,3 +109,13 @@ def test_refresh_refuses_inputs_whose_outputs_would_collide(shared_data: Path, t
     with pytest.raises(ConfigError, match="same shard id 'aeb-articles'"):
         data_refresh(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_single_stage_refuses_colliding_inputs_when_it_plans_its_tasks(tmp_path: Path) -> None:
+    # `lmpipe task dedup --input a/x.parquet b/x.parquet` plans its phases the same way (registry.run_phases)
+    from pipelines import registry
+    from pipelines.config import DedupConfig
+
+    inputs = [str(tmp_path / d / "x.parquet") for d in "ab"]
+    with pytest.raises(ConfigError, match="same shard id 'x'"):
+        list(registry.plan_phases(registry.get("dedup"), inputs, str(tmp_path / "out"), DedupConfig()))
