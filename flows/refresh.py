@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from flows.paths import stage_dir
 from flows.plots import funnel_png, markdown_image
 from pipelines import registry
+from pipelines.accounting import PhaseRun, check_chain
 from pipelines.config import PipelineConfig, RunnerConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.errors import ConfigError
@@ -150,10 +151,20 @@ def submit_chain(steps: list[StageStep], runner: TaskRunner | None = None) -> li
 
 
 def chain_stats(steps: list[StageStep], submitted: list[list[PrefectFuture]]) -> list[StageStats]:
-    """One StageStats per stage of the chain (a composite's phases combined, pipelines.registry.stage_stats)."""
+    """One StageStats per stage of the chain (a composite's phases combined, pipelines.registry.stage_stats), once
+    the books balance: every shard's documents from stage to stage, the published rows, the token counts
+    (pipelines.accounting; a violation fails the run naming the stage and the shard)."""
+    runs = [
+        PhaseRun(step.stage, step.spec, step.calls, [f.result() for f in futures])
+        for step, futures in zip(steps, submitted, strict=True)
+    ]
+    books = check_chain(runs)
+    get_run_logger().info(
+        "accounting: %s", "; ".join(f"{stage} {b['docs_in']} → {b['docs_kept']}" for stage, b in books.items())
+    )
     per_stage: dict[str, list[list[StageStats]]] = {}
-    for step, futures in zip(steps, submitted, strict=True):
-        per_stage.setdefault(step.stage, []).append([f.result() for f in futures])
+    for run in runs:
+        per_stage.setdefault(run.stage, []).append(list(run.results))
     return [registry.stage_stats(registry.get(name), results) for name, results in per_stage.items()]
 
 

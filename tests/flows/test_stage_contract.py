@@ -28,6 +28,7 @@ from flows.cli import app
 from flows.paths import stage_dir
 from flows.refresh import StageStep, data_refresh, plan_chain
 from pipelines import registry
+from pipelines.accounting import AccountingError
 from pipelines.config import PipelineConfig
 from pipelines.dedup import band_groups
 from pipelines.shards import read_tables, shard_id, write_shard
@@ -72,6 +73,23 @@ WORDCOUNT = registry.StageSpec(
     shape="map",
     order=45,  # after pii, before tokenize
     annotates=True,
+)
+
+
+def run_silent_drop(inputs: list[str], output: str, cfg: WordCountConfig, *, limit: int | None = None) -> StageStats:
+    """A buggy plugin: it leaves out the last document of each shard but reports every document kept."""
+    table = read_tables(list(inputs))
+    stats = StageStats(stage="silentdrop", shard=shard_id(output), docs_in=table.num_rows, docs_kept=table.num_rows)
+    return write_shard(table.slice(0, max(table.num_rows - 1, 0)), output, stats, cfg, list(inputs))
+
+
+SILENT_DROP = registry.StageSpec(
+    name="silentdrop",
+    summary="loses a document per shard without counting it (a plugin stage of the tests)",
+    config=WordCountConfig,
+    entry=run_silent_drop,
+    shape="map",
+    order=45,
 )
 
 
@@ -263,6 +281,19 @@ def test_a_registered_stage_runs_in_the_flow_with_cache_and_retries(
     runs = [r for r in task_runs_since(since) if r.name.startswith("wordcount-") and r.state_name == "Completed"]
     assert [r.run_count for r in runs] == [2]  # failed once, retried once
     assert pq.read_table(step.calls[0].output).equals(written.slice(0, pq.read_metadata(step.calls[0].output).num_rows))
+
+
+def test_a_stage_that_loses_documents_fails_the_run_naming_stage_and_shard(warcs: Path, tmp_path: Path) -> None:
+    """Accounting enforced by the flow (pipelines/accounting.py): the plugin's counts reconcile on their own
+    (in = kept), yet its shards hold a row less than it says it kept: the flow run fails, naming it and the shard."""
+    registry.register(SILENT_DROP)
+    try:
+        state = data_refresh(_config(tmp_path / "root", warcs), return_state=True)
+    finally:
+        registry.unregister(SILENT_DROP.name)
+    assert state.is_failed()
+    with pytest.raises(AccountingError, match=r"stage silentdrop, shard (sample-0001|whirlwind): .* holds \d+ rows"):
+        state.result()
 
 
 def test_a_registered_stage_runs_through_lmpipe_task(
