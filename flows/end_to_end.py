@@ -11,9 +11,10 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.paths import run_dir, tokens_dir
-from flows.refresh import data_refresh
+from flows.refresh import data_refresh, run_label
 from flows.train import train_flow
 from pipelines.config import PipelineConfig
+from pipelines.runlock import data_root_lock
 from pipelines.stats import StageStats, funnel_markdown
 
 
@@ -29,7 +30,13 @@ def render_report(stats: list[StageStats], train: StageStats) -> str:
 
 @flow(name="end-to-end")
 def end_to_end(config: PipelineConfig = PipelineConfig()) -> dict:  # noqa: B008
-    """Run every stage and return the funnel, training summary and the report's path."""
+    """Run every stage and return the funnel, training summary and the report's path (holding the data root for the
+    whole run, pipelines.runlock)."""
+    with data_root_lock(config.data_root, config.lock_wait_seconds, run_label()):
+        return _end_to_end(config)
+
+
+def _end_to_end(config: PipelineConfig) -> dict:
     stats = data_refresh(config)
     crawl = config.extract.crawl_id
     train = train_flow(

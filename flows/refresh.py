@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
+from prefect import runtime as prefect_runtime
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -34,6 +35,7 @@ from pipelines.config import PipelineConfig, RunnerConfig
 from pipelines.crawl import LATEST, crawl_warc_paths, newest_unprocessed, refresh_marker
 from pipelines.errors import ConfigError
 from pipelines.explore import stage_histograms
+from pipelines.runlock import data_root_lock
 from pipelines.sample import generate_sample
 from pipelines.stats import StageStats, funnel_markdown, funnel_rows
 from pipelines.warc import expand_inputs
@@ -173,7 +175,18 @@ def data_refresh(config: PipelineConfig = PipelineConfig()) -> list[StageStats]:
     """Process every WARC file of the run through the data stages; return one merged StageStats per stage.
 
     With ``crawl.crawl_id = latest`` (the scheduled refresh) the run takes the newest crawl not yet refreshed with
-    this slice; WARC files processed before are cache hits, so a refresh only pays for what is new."""
+    this slice; WARC files processed before are cache hits, so a refresh only pays for what is new. The run holds
+    its data root (pipelines.runlock): a second run on the same root waits ``lock_wait_seconds``, then refuses."""
+    with data_root_lock(config.data_root, config.lock_wait_seconds, run_label()):
+        return _refresh(config)
+
+
+def run_label() -> str:
+    """This flow run, as a refused run names the one holding the data root."""
+    return f"flow run {prefect_runtime.flow_run.name!r} ({prefect_runtime.flow_run.id})"
+
+
+def _refresh(config: PipelineConfig) -> list[StageStats]:
     log = get_run_logger()
     config = resolve_latest_crawl(config)
     warcs = resolve_inputs(config)

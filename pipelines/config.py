@@ -488,6 +488,11 @@ class PipelineConfig(_Config):
     """Everything an end-to-end run needs."""
 
     data_root: str = Field("data", description="Root of all stage outputs (local path or fsspec URL).")
+    lock_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Another run holds the data root: wait this long for it, then refuse (0: refuse at once).",
+    )
     inputs: list[str] = Field(
         default_factory=list, description="WARC paths/globs/URLs; empty = the built-in sample (generated on demand)."
     )
