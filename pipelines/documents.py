@@ -8,10 +8,11 @@ A document stage is a per-batch ``transform``: it gets a batch of input rows (ev
 replacing an input column of the same name) and, for a stage that drops, one drop reason per row (None = kept).
 ``run_documents`` does the rest once for every such stage: it reads the inputs one row group at a time
 (``ParquetFile.iter_batches``, never a whole shard), stops after ``limit`` rows, counts ``bytes_in``, drops the rows
-with a reason and counts them (``docs_in == docs_kept + sum(dropped)``) or, with ``annotate_only``, keeps every row and
-counts ``would_drop_<reason>`` in ``stats.extra``, writes side outputs (rows a stage also sends elsewhere, e.g. the
-filter's other languages), and streams the output through ``ShardWriter`` in row groups of 8192 rows, committed with
-its manifest entry and ``_stats`` file as ``write_shard`` does.
+with a reason and counts them (``docs_in == docs_kept + sum(dropped)``) or, with ``annotate_only``, keeps every row
+and counts ``would_drop_<reason>`` in ``stats.extra``, repairs ``text`` that is not valid UTF-8 (U+FFFD, counted in
+``extra['invalid_utf8']``, dropped as ``invalid_utf8`` by a stage that drops), writes side outputs (rows a stage
+also sends elsewhere, e.g. the filter's other languages), and streams the output through ``ShardWriter`` in row
+groups of 8192 rows, committed with its manifest entry and ``_stats`` file as ``write_shard`` does.
 
 Memory is bounded by the batch (``batch_rows``) and one output row group, not by the shard. The bytes are those of the
 whole-table write (``write_table``) that the stages did before: the same row groups, and inside each row group the
@@ -184,6 +185,41 @@ class RowGroupBuffer:
         return pa.Table.from_arrays(columns, schema=schema)
 
 
+def repair_utf8(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[bool]]:
+    """The batch with invalid UTF-8 in ``text`` (which Arrow checks neither on write nor on read, and which stops
+    Python at the first ``to_pylist``) replaced by U+FFFD, and which rows had it (empty: none)."""
+    text = batch.column("text")
+    try:
+        text.validate(full=True)  # checks the UTF-8 of a string array, in C++
+        return batch, []
+    except pa.ArrowInvalid:
+        pass
+    raw = text.cast(pa.large_binary() if pa.types.is_large_string(text.type) else pa.binary()).to_pylist()
+    bad = [False] * len(raw)
+    values: list[str | None] = []
+    for i, value in enumerate(raw):
+        try:
+            values.append(None if value is None else value.decode("utf-8"))
+        except UnicodeDecodeError:
+            values.append(value.decode("utf-8", errors="replace"))
+            bad[i] = True
+    repaired = batch.set_column(batch.schema.get_field_index("text"), "text", pa.array(values, text.type))
+    return repaired, bad
+
+
+def _apply(transform: Transform, batch: pa.RecordBatch, stats: StageStats) -> tuple[pa.RecordBatch, BatchResult]:
+    """``transform`` on the batch after ``repair_utf8``; rows that were not UTF-8 are counted in
+    ``extra['invalid_utf8']`` and, in a stage that drops, dropped as ``invalid_utf8``."""
+    batch, bad = repair_utf8(batch)
+    result = transform(batch)
+    if any(bad):
+        stats.extra["invalid_utf8"] = int(stats.extra.get("invalid_utf8", 0)) + sum(bad)
+        logger.warning("%s: %d documents with invalid UTF-8 text (replaced by U+FFFD)", stats.shard, sum(bad))
+        if result.drop_reasons is not None:
+            result.drop_reasons = ["invalid_utf8" if b else r for r, b in zip(result.drop_reasons, bad, strict=True)]
+    return batch, result
+
+
 def _output_rows(batch: pa.RecordBatch, result: BatchResult, schema: pa.Schema) -> pa.RecordBatch:
     arrays = [result.columns[f.name] if f.name in result.columns else batch.column(f.name) for f in schema]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -258,7 +294,7 @@ def run_documents(
         for segment, batch in reader.batches(batch_rows, limit):
             stats.docs_in += batch.num_rows
             stats.bytes_in += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
-            result = transform(batch)
+            batch, result = _apply(transform, batch, stats)
             rows = _output_rows(batch, result, schema)
             if side_outputs is not None:
                 sides.add(segment, side_outputs(rows))

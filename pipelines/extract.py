@@ -24,6 +24,7 @@ import re
 import signal
 import time
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import charset_normalizer
 import pyarrow as pa
@@ -32,7 +33,14 @@ from datatrove.pipeline.extractors.base import ExtractorSandbox
 from pipelines.config import ExtractConfig
 from pipelines.shards import DOC_SCHEMA, ShardWriter, shard_id
 from pipelines.stats import StageStats
-from pipelines.warc import HEAD_BYTES, WarcReadReport, WarcResponse, iter_responses
+from pipelines.warc import (
+    HEAD_BYTES,
+    ContentEncodingError,
+    WarcReadReport,
+    WarcResponse,
+    decode_content,
+    iter_responses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +239,19 @@ def warm_up_trafilatura() -> None:
     trafilatura.extract(_WARMUP_HTML, favor_precision=True, deduplicate=False)
 
 
+def is_web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, the only kind a document's ``url`` may hold (downstream stages parse
+    it: the URL filter, dedup's earlier-crawl index)."""
+    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(host)
+
+
 def _skip_reason(resp: WarcResponse, cfg: ExtractConfig) -> str | None:
     if resp.truncated:  # the file is damaged inside this record: its page is incomplete
         return "truncated_record"
@@ -241,6 +262,8 @@ def _skip_reason(resp: WarcResponse, cfg: ExtractConfig) -> str | None:
     ctype = (resp.content_type or "").lower()
     if not ctype.startswith(HTML_TYPES):
         return "not_html"
+    if not is_web_url(resp.url):
+        return "bad_url"
     if resp.oversize or len(resp.body) > cfg.max_page_bytes:
         return "page_too_large"
     return None
@@ -304,7 +327,13 @@ def _extract_page(
     if reason:
         stats.drop(reason)
         return None
-    html, charset = decode_html(resp.body, resp.charset)
+    try:
+        body = decode_content(resp.body, resp.content_encoding, cfg.max_page_bytes)
+    except ContentEncodingError as e:
+        log.info("%s@%d: %s (%s): %s", path, resp.offset, e.reason, e, resp.url)
+        stats.drop(e.reason)
+        return None
+    html, charset = decode_html(body, resp.charset)
     try:
         title, text, how = box.process_document(html, extractor)
     except TimeoutError:
@@ -354,8 +383,9 @@ def run_extract(inputs: list[str], output: str, cfg: ExtractConfig, *, limit: in
     """Extract every HTML response of the WARC file(s) in ``inputs`` into one Parquet shard at ``output``.
 
     docs_in counts HTTP response records; each is kept or dropped under a reason (truncated_record, bad_http,
-    http_status, not_html, page_too_large, timeout, extractor_crashed, extract_error, empty_text — which includes
-    pages trafilatura's in-shard duplicate test rejected). Other record types are counted in
+    http_status, bad_url, not_html, page_too_large (also a Content-Encoding that decodes past max_page_bytes),
+    bad_content_encoding, timeout, extractor_crashed, extract_error, empty_text — which includes pages
+    trafilatura's in-shard duplicate test rejected). Other record types are counted in
     ``extra['records_<type>']``; a damaged file tail is reported in ``extra['truncated_at']``; kept documents by
     the path that produced them in ``extra['extracted_fast' | 'extracted_full' | 'extracted_fallback']``.
     """

@@ -2,16 +2,21 @@
 
 Never holds a whole WARC in memory: the file is opened as a stream and parsed record by record. fastwarc frames
 well-formed WARC/1.x; files it rejects from the start (WARC/0.17-0.18 quirks, LF-only headers, ARC v1) go through
-``iter_tolerant``, which also resynchronises on wrong Content-Lengths. HTTP heads are parsed here (LF-only heads
-included) and chunked payloads decoded. A file damaged after some records yields those records, the record cut
-short flagged ``truncated``, and the offset in ``WarcReadReport``; an unreadable file raises CorruptWarcError.
+``iter_tolerant``, which also resynchronises on wrong Content-Lengths; a file where fastwarc loses the framing later
+(a Content-Length that lies) is re-read by it too, going on after the responses already yielded. HTTP heads are
+parsed here (LF-only heads included), chunked payloads decoded, and ``decode_content`` undoes a Content-Encoding
+within a size limit (a decompression bomb costs the limit, not its size). A file damaged after some records yields
+those records, the record cut short flagged ``truncated``, and the offset in ``WarcReadReport``; an unreadable file
+raises CorruptWarcError.
 Run one file through the extract stage with: ``lmpipe task extract --input X.warc.gz --output OUT.parquet``.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +53,7 @@ class WarcResponse:
     body: bytes
     truncated: bool = False  # the record was cut off (damaged file): body is what there was
     oversize: bool = False  # the record is longer than the reader's max_bytes: body holds only its first bytes
+    content_encoding: str | None = None  # the HTTP Content-Encoding, not undone here (see decode_content)
 
 
 @dataclass
@@ -93,7 +99,9 @@ def iter_responses(
 
     fastwarc reads well-formed WARC/1.x; a file it cannot read from the start (WARC/0.17-0.18 quirks such as
     ClueWeb09's LF-only headers, a WARC with LF line endings, an ARC file) is re-read by ``iter_tolerant``.
-    Other record types are counted in ``report.records``. If the file breaks after some records (a truncated
+    Other record types are counted in ``report.records``. Where fastwarc loses the framing after some records (a
+    wrong Content-Length), the tolerant parser re-reads the file and yields the responses after those (their
+    offsets are then positions in the decompressed stream). If the file breaks after some records (a truncated
     download, a bad Content-Length), the records before it are yielded, a record cut short is yielded with
     ``truncated=True``, and ``report.truncated_at`` names the offset; if nothing at all can be read,
     CorruptWarcError is raised naming the file and offset. A record longer than ``max_bytes`` is not read into
@@ -105,9 +113,16 @@ def iter_responses(
         return
     except _NotForFastwarc as e:
         log.info("%s: %s; reading it with the tolerant parser", path, e)
-        report.records.clear()
-        report.parser = "tolerant"
-    yield from iter_tolerant(path, report, max_bytes=max_bytes)
+        skip = 0
+    except _ResumeTolerant as e:
+        # A wrong Content-Length in the middle: fastwarc would stop there and lose every record after it. The
+        # tolerant parser re-reads the file, resynchronises, and goes on after the responses already yielded.
+        log.warning("%s: %s; reading on with the tolerant parser after %d responses", path, e, e.responses)
+        skip = e.responses
+    report.records.clear()
+    report.truncated_at = report.error = None
+    report.parser = "tolerant"
+    yield from itertools.islice(iter_tolerant(path, report, max_bytes=max_bytes), skip, None)
 
 
 # What is read of an oversize record: its HTTP head and the start of the payload.
@@ -116,6 +131,14 @@ HEAD_BYTES = 64 * 1024
 
 class _NotForFastwarc(Exception):
     """fastwarc cannot read this file from its first record on (raised before anything was yielded)."""
+
+
+class _ResumeTolerant(Exception):
+    """fastwarc lost the record framing after ``responses`` responses (a Content-Length that lies)."""
+
+    def __init__(self, message: str, responses: int):
+        super().__init__(message)
+        self.responses = responses
 
 
 def _iter_fastwarc(path: str, report: WarcReadReport, max_bytes: int | None) -> Iterator[WarcResponse]:
@@ -140,8 +163,11 @@ def _iter_fastwarc(path: str, report: WarcReadReport, max_bytes: int | None) -> 
                 headers = rec.headers
                 oversize = max_bytes is not None and rec.content_length > max_bytes
                 block = rec.reader.read(HEAD_BYTES) if oversize else rec.reader.read()  # fastwarc skips the rest
-                # fastwarc hands over what there is: a block shorter than the record's length was cut off.
+                # fastwarc hands over what there is: a block shorter than the record's length was cut off, unless
+                # the length overshoots into the records after it (they start inside the block).
                 truncated = not oversize and len(block) < rec.content_length
+                if truncated and b"\nWARC/" in block:
+                    raise _ResumeTolerant(f"Content-Length of the record at {rec.stream_pos} overshoots", responses)
                 responses += 1
                 yield _response(
                     path,
@@ -158,13 +184,15 @@ def _iter_fastwarc(path: str, report: WarcReadReport, max_bytes: int | None) -> 
                     report.error = f"record cut off after {len(block)} of {rec.content_length} bytes"
                     log.warning("%s: response at offset %d is truncated: %s", path, rec.stream_pos, report.error)
                     return
-        except _NotForFastwarc:
+        except (_NotForFastwarc, _ResumeTolerant):
             raise
         except Exception as e:  # fastwarc raises OSError/ValueError for broken framing or gzip
             if n == 0:
                 raise _NotForFastwarc(f"fastwarc: {e or type(e).__name__}") from e
             if responses == 0 and set(report.records) <= {"warcinfo"}:
                 raise _NotForFastwarc(f"fastwarc stopped after the warcinfo record: {e}") from e
+            if "header" in str(e).lower():  # framing lost, not a damaged stream: records may follow
+                raise _ResumeTolerant(f"fastwarc stopped after offset {last_offset}: {e}", responses) from e
             report.truncated_at, report.error = last_offset, f"{type(e).__name__}: {e}"
             log.warning("%s: stopped at offset %d after %d records: %s", path, last_offset, n, e)
             return
@@ -412,6 +440,66 @@ def dechunk(body: bytes) -> bytes:
             return b"".join(out)
 
 
+class ContentEncodingError(ValueError):
+    """An HTTP payload whose Content-Encoding cannot be undone: ``reason`` is the drop reason it counts under."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _inflate(body: bytes, wbits: int, max_bytes: int) -> bytes:
+    """One zlib/gzip/raw-deflate stream, never more than ``max_bytes`` + 1 bytes of output (a decompression bomb
+    stops there)."""
+    z = zlib.decompressobj(wbits)
+    try:
+        out = z.decompress(body, max_bytes + 1)
+    except zlib.error as e:
+        raise ContentEncodingError("bad_content_encoding", f"zlib: {e}") from e
+    if len(out) > max_bytes:
+        raise ContentEncodingError("page_too_large", f"decodes to more than {max_bytes} bytes")
+    if not z.eof:
+        raise ContentEncodingError("bad_content_encoding", "compressed payload is cut off")
+    return out
+
+
+def _unbrotli(body: bytes, max_bytes: int) -> bytes:
+    import brotli  # a dependency of fastwarc
+
+    d = brotli.Decompressor()
+    try:
+        out = d.process(body, output_buffer_limit=max_bytes + 1)
+    except brotli.error as e:
+        raise ContentEncodingError("bad_content_encoding", f"brotli: {e}") from e
+    if len(out) > max_bytes:
+        raise ContentEncodingError("page_too_large", f"decodes to more than {max_bytes} bytes")
+    if not d.is_finished():
+        raise ContentEncodingError("bad_content_encoding", "brotli payload is cut off")
+    return out
+
+
+def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """Undo an HTTP ``Content-Encoding`` (gzip, x-gzip, deflate, br, or a list of them), decoding at most
+    ``max_bytes``: the decoded size is what a page limit bounds, so a decompression bomb costs ``max_bytes``, not
+    its size. A payload declared gzip or deflate that is not compressed (crawlers that stored the decoded body but
+    kept the header) is returned as it is. Raises ContentEncodingError: ``page_too_large`` past ``max_bytes``,
+    ``bad_content_encoding`` for a corrupt, cut-off or unknown encoding."""
+    for coding in reversed([c.strip().lower() for c in (encoding or "").split(",") if c.strip()]):
+        if coding in ("identity", "none", "utf-8", "binary", "8bit"):
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, 31, max_bytes) if body[:2] == b"\x1f\x8b" else body
+        elif coding == "deflate":
+            if body.lstrip()[:1] != b"<":  # zlib-wrapped (RFC 9110) or, as some servers send it, raw deflate
+                wrapped = len(body) > 1 and (body[0] << 8 | body[1]) % 31 == 0 and body[0] & 0x0F == 8
+                body = _inflate(body, 15 if wrapped else -15, max_bytes)
+        elif coding == "br":
+            body = _unbrotli(body, max_bytes)
+        else:
+            raise ContentEncodingError("bad_content_encoding", f"unknown Content-Encoding {coding!r}")
+    return body
+
+
 def _response(
     path: str,
     record_id: str,
@@ -437,6 +525,7 @@ def _response(
         body=payload,
         truncated=truncated,
         oversize=oversize,
+        content_encoding=http.get("content-encoding") or None,
     )
 
 
@@ -507,8 +596,14 @@ def _tolerant_record(
         raise ValueError(f"header block of the {version.decode('latin-1')} record never ends")
     try:
         length = int(headers.get("content-length", ""))
-    except ValueError as e:
-        raise ValueError(f"record without a valid Content-Length ({headers.get('content-length')})") from e
+    except ValueError:
+        length = -1
+    if length < 0:
+        # No usable length: the record's block is given up (its response counts as bad_http), and the reader
+        # resynchronises on the next record start, as after an undershooting length.
+        log.warning("record without a valid Content-Length (%r) at %d", headers.get("content-length"), r.tell())
+        report.resyncs += 1
+        return headers, b"", 0, False, False
     oversize = max_bytes is not None and length > max_bytes
     if oversize:
         block = r.read(HEAD_BYTES)
@@ -516,23 +611,31 @@ def _tolerant_record(
     else:
         block = r.read(length)
         truncated = len(block) < length
-        if not truncated:
-            block = _trim_overshoot(r, block, report)
+        if not truncated or b"\nWARC/" in block:  # a length past the end of the file may be an overshoot too
+            trimmed = _trim_overshoot(r, block, report, at_eof=truncated)
+            truncated, block = truncated and len(trimmed) == len(block), trimmed
     return headers, block, length, truncated, oversize
 
 
-def _trim_overshoot(r: _LineReader, block: bytes, report: WarcReadReport) -> bytes:
+# A record's version line (or its start, where the block ends inside it).
+_VERSION_LINE = re.compile(rb"\nWARC/(?:[0-9]+\.[0-9]+\r?\n|[0-9.]*\Z)")
+
+
+def _trim_overshoot(r: _LineReader, block: bytes, report: WarcReadReport, *, at_eof: bool = False) -> bytes:
     """A Content-Length that overshoots swallows the start of the next record: if no record follows the block but
-    the block holds a ``WARC/`` line, the record ends there and the rest is handed back to the reader."""
+    the block holds a ``WARC/`` line, the record ends there and the rest is handed back to the reader. ``at_eof``:
+    the length ran past the end of the file (which, after a complete block, is just the end of the file)."""
     ahead = r.peek(256).lstrip(b"\r\n")
-    if ahead.startswith(b"WARC/") or not ahead:
+    if ahead.startswith(b"WARC/") or not (ahead or at_eof):
         return block
-    cut = block.rfind(b"\nWARC/")
-    if cut < 0:
+    # the first version line in the block: a length may overshoot by several records
+    m = _VERSION_LINE.search(block)
+    if m is None:
         return block  # an undershoot: _skip_to_record scans forward
+    cut = m.start() + 1
     report.resyncs += 1
-    r.unread(block[cut + 1 :])
-    return block[: cut + 1]
+    r.unread(block[cut:])
+    return block[:cut]
 
 
 def _skip_to_record(r: _LineReader, report: WarcReadReport, first_record: bool) -> int | None:

@@ -147,3 +147,28 @@ def test_input_that_is_not_parquet_names_the_file(tmp_path: Path) -> None:
     src.write_text("not parquet")
     with pytest.raises(ShardSchemaError, match="notes.parquet: not a readable Parquet file"):
         run_documents([str(src)], str(tmp_path / "out.parquet"), FilterConfig(), "words", WordCount(), columns=COLUMNS)
+
+
+def test_invalid_utf8_text_is_repaired_and_counted(tmp_path: Path) -> None:
+    """Arrow checks UTF-8 neither on write nor on read; such a text would stop the stage at its first to_pylist."""
+    import numpy as np
+
+    values = [b"fine text here", "caf\xe9 cp1252".encode("cp1252"), b"also fine"]
+    offsets = np.cumsum([0, *map(len, values)]).astype(np.int32)
+    text = pa.Array.from_buffers(
+        pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))]
+    )
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": text}), src)
+    for annotate_only in (False, True):
+        out = tmp_path / f"out-{annotate_only}" / "s.parquet"
+        stats = run_documents(
+            [str(src)], str(out), FilterConfig(), "words", WordCount(), columns=COLUMNS, drops=True,
+            annotate_only=annotate_only,
+        )  # fmt: skip
+        assert stats.extra["invalid_utf8"] == 1
+        if annotate_only:
+            assert stats.docs_kept == 3 and stats.extra["would_drop_invalid_utf8"] == 1
+            assert "caf\ufffd cp1252" in pq.read_table(out).column("text").to_pylist()
+        else:
+            assert stats.dropped["invalid_utf8"] == 1 and stats.docs_in == stats.docs_kept + sum(stats.dropped.values())

@@ -192,3 +192,54 @@ def test_extract_counts_the_cut_record(shared_data: Path, tmp_path: Path) -> Non
     )
     assert stats.docs_in == 1 and stats.dropped == {"truncated_record": 1} and stats.docs_kept == 0
     assert stats.extra["truncated_at"] == 0
+
+
+def test_decode_content_bounds_the_decoded_size() -> None:
+    import zlib
+
+    import brotli
+
+    from pipelines.warc import ContentEncodingError, decode_content
+
+    page = b"<html><body><p>" + b"words and more words " * 50 + b"</p></body></html>"
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    for body, encoding in [
+        (gzip.compress(page), "gzip"),
+        (gzip.compress(page), "x-gzip"),
+        (zlib.compress(page), "deflate"),
+        (raw_deflate.compress(page) + raw_deflate.flush(), "deflate"),
+        (brotli.compress(page), "br"),
+        (gzip.compress(zlib.compress(page)), "deflate, gzip"),  # applied in order, undone in reverse
+        (page, "gzip"),  # the header kept, the body stored decoded
+        (page, None),
+        (page, "identity"),
+    ]:
+        assert decode_content(body, encoding, 100_000) == page, encoding
+    bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)  # 50 MB in ~50 kB
+    with pytest.raises(ContentEncodingError) as e:
+        decode_content(bomb, "gzip", 2_000_000)
+    assert e.value.reason == "page_too_large"
+    for body, encoding in [(b"\x1f\x8b\x08\x00garbage", "gzip"), (gzip.compress(page)[:-30], "gzip"), (page, "zstd")]:
+        with pytest.raises(ContentEncodingError) as e:
+            decode_content(body, encoding, 100_000)
+        assert e.value.reason == "bad_content_encoding", encoding
+
+
+def _lying_record(url: str, length_delta: int | str) -> bytes:
+    block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><p>" + url.encode() + b"</p></html>"
+    length = len(block) + length_delta if isinstance(length_delta, int) else length_delta
+    head = f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\nContent-Length: {length}\r\n\r\n"
+    return head.encode() + block + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(("delta", "compress"), [(-30, False), (400, False), ("many", True), (-5, True)])
+def test_a_lying_content_length_loses_no_record_after_it(tmp_path: Path, delta: int | str, compress: bool) -> None:
+    """fastwarc stops (or swallows the next records) at a wrong Content-Length; the tolerant parser takes over."""
+    urls = [f"https://e.org/{i}" for i in range(4)]
+    records = [_lying_record(u, delta if i == 1 else 0) for i, u in enumerate(urls)]
+    path = tmp_path / ("lying.warc.gz" if compress else "lying.warc")
+    path.write_bytes(b"".join(gzip.compress(r) for r in records) if compress else b"".join(records))
+    got, report = _read(iter_responses, path)
+    assert [r.url for r in got] == urls and report.records == {"response": 4}
+    assert report.truncated_at is None and report.resyncs >= 1
+    assert all(u.encode() in r.body for u, r in zip(urls, got, strict=True) if r is not got[1])
