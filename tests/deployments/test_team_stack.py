@@ -4,7 +4,8 @@ API auth on, the lmpipe-cpu/lmpipe-gpu work pools, a process worker polling lmpi
 Against it: `prefect deploy --prefect-file deployments/prefect.yaml --all`; the end-to-end deployment, triggered
 through the API with a small config, runs on the worker to Completed and its report artifact is readable; PostgreSQL
 holds that flow run (the server really used it); calls without the auth string get 401; every service listens on
-127.0.0.1 only; `lmpipe refresh` and `lmpipe serve` work with the auth string; a failing refresh deployment makes the
+127.0.0.1 only (and so does the temporary server lmpipe starts itself); `lmpipe run` and `lmpipe serve`
+work with the auth string; a failing refresh deployment makes the
 automation of `lmpipe alerts` call a webhook receiver on 127.0.0.1 exactly once.
 
 pytest -m slow tests/deployments/test_team_stack.py
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -201,13 +203,17 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
     assert int(stack.psql("SELECT count(*) FROM task_run WHERE flow_run_id IS NOT NULL")) > 5
 
 
-def test_lmpipe_refresh_and_serve_work_with_the_auth_string(stack: Stack, tmp_path: Path, shared_data: Path) -> None:
-    warc = shared_data / "warc" / "cc-whirlwind" / "whirlwind.warc.gz"
-    args = [executable("lmpipe"), "refresh", "--input", str(warc), "--data-root", str(tmp_path / "data")]
-    proc = subprocess.run(args, env=stack.env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+def test_lmpipe_run_and_serve_work_with_the_auth_string(stack: Stack, tmp_path: Path) -> None:
+    tiny = ["--set", "sample.pages=60", "--set", "sample.files=1", "--set", "tokenize.vocab_size=512",
+            "--set", "train.max_steps=2", "--set", "train.val_every=1", "--set", "train.warmup_steps=1"]  # fmt: skip
+    args = [executable("lmpipe"), "run", "--data-root", str(tmp_path / "data"), *tiny]
+    proc = subprocess.run(args, env=stack.env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Starting temporary server" not in proc.stdout + proc.stderr  # it used the stack's server, not its own
-    assert int(stack.psql("SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'")) >= 1
+    assert (tmp_path / "data" / "report.md").exists()
+    completed = stack.psql("SELECT count(*) FROM flow_run f JOIN flow ON f.flow_id = flow.id "
+                           "WHERE flow.name = 'end-to-end' AND f.state_type = 'COMPLETED'")  # fmt: skip
+    assert int(completed) >= 2  # the deployment's run (test above) and this one
 
     class Server:  # what lmpipe_serve and deployment_ids need of a server: its env and API URL (with auth)
         env = {**stack.env, "LMPIPE_HOME": str(ROOT)}
@@ -215,6 +221,29 @@ def test_lmpipe_refresh_and_serve_work_with_the_auth_string(stack: Stack, tmp_pa
 
     with client_of(stack), lmpipe_serve(Server(), tmp_path) as served:  # type: ignore[arg-type]
         assert served.ids.keys() == DEPLOYMENTS.keys()
+
+
+def test_the_ephemeral_server_lmpipe_starts_listens_on_127_0_0_1_only(tmp_path: Path, shared_data: Path) -> None:
+    """Without PREFECT_API_URL lmpipe starts Prefect's temporary server itself: on loopback only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    warc = shared_data / "warc" / "cc-whirlwind" / "whirlwind.warc.gz"
+    args = [executable("lmpipe"), "refresh", "--input", str(warc), "--data-root", str(tmp_path / "data")]
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if found := re.search(r"Starting temporary server on http://([\d.]+):(\d+)", line):
+                break
+        else:
+            raise AssertionError("no temporary server started")
+        assert found.group(1) == "127.0.0.1"
+        port = int(found.group(2))
+        bound = poll(lambda: [a for a, p in _listeners() if p == port], 120, f"the temporary server on {port}")
+        assert set(bound) == {"0100007F"}, f"the temporary server listens on {bound}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 class _Receiver(BaseHTTPRequestHandler):
