@@ -33,7 +33,7 @@ from rich.table import Table
 import flows  # noqa: F401  (sets PREFECT_LOGGING_EXTRA_LOGGERS before prefect loads)
 from pipelines import config as C
 from pipelines import registry
-from pipelines.errors import ConfigError, InputError, TransientError
+from pipelines.errors import ConfigError, LmpipeError
 from pipelines.stats import StageStats, funnel_rows
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmpipe: Common Crawl WARC → trained GPT.")
@@ -258,7 +258,7 @@ def task(
             from tasks.stages import stage_task
 
             stats = stage_task(stage, srcs, output, cfg)(srcs, output, cfg, limit)
-    except (InputError, ConfigError, TransientError, FileNotFoundError) as e:
+    except (LmpipeError, FileNotFoundError) as e:  # lmpipe's own, explained errors: one line (disk full, diverged, …)
         _fail(str(e))
     print_funnel([stats])
     console.print_json(stats.model_dump_json())

@@ -1,17 +1,22 @@
 """Parquet shards: schema helpers, fsspec reads, atomic writes, manifests and fingerprints.
 
+Every write goes to a tmp file renamed into place; a failed write removes its tmp file, and a full disk (ENOSPC,
+EDQUOT) raises ``DiskFullError`` naming the file that did not fit, so nothing partial is left under a final name.
+
 Layout (DESIGN.md): ``{data_root}/{crawl_id}/{stage}/{shard_id}.parquet`` plus ``{stage}/_manifest.json`` and
 ``{stage}/_stats/{shard_id}.json``. The manifest, not Prefect's cache, is the source of truth for "done".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from pipelines import CODE_VERSION
-from pipelines.errors import InputError
+from pipelines.errors import DISK_FULL_ERRNOS, DiskFullError, InputError
 from pipelines.remote import file_info, filesystem
 
 # The document columns every extract shard carries (later stages add theirs).
@@ -147,15 +152,62 @@ def read_tables(paths: list[str | Path], required: tuple[str, ...] = ("id", "tex
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+def free_bytes(path: str | Path) -> int | None:
+    """Space left on the local file system that holds (or would hold) ``path``; None for a remote store."""
+    path = str(path)
+    if "://" in path and not path.startswith("file://"):
+        return None
+    where = Path(path.removeprefix("file://")).parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return shutil.disk_usage(where).free
+    except OSError:
+        return None
+
+
+def _size(fs: Any, path: str) -> int | None:
+    try:
+        return fs.size(path)
+    except OSError:
+        return None
+
+
+def _remove(fs: Any, path: str) -> None:
+    """Best-effort removal of a partial file (the write is already failing: its own error is the one to raise)."""
+    with contextlib.suppress(OSError):
+        if fs.exists(path):
+            fs.rm(path)
+
+
+@contextlib.contextmanager
+def publishing(final: str, tmp: str, cleanup: Callable[[], None], fs: Any = None) -> Iterator[None]:
+    """Around the writes of ``tmp`` that publish ``final``: on any failure ``cleanup()`` (close and remove the partial
+    file), and a full disk becomes DiskFullError naming ``final``, the space left and the size the tmp file reached."""
+    try:
+        yield
+    except BaseException as e:
+        disk_full = isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in DISK_FULL_ERRNOS
+        written = _size(fs or fsspec.filesystem("file"), tmp) if disk_full else None
+        cleanup()
+        if disk_full:
+            raise DiskFullError(final, free_bytes(final), e, written) from e
+        raise
+
+
 def write_table(table: pa.Table, path: str | Path) -> dict[str, Any]:
-    """Write a shard atomically (tmp file + rename, zstd) and return its manifest facts."""
+    """Write a shard atomically (tmp file + rename, zstd) and return its manifest facts.
+
+    A failed write leaves neither ``path`` nor the tmp file; a full disk raises DiskFullError naming ``path``.
+    """
     path = str(path)
     fs, p = fsspec.core.url_to_fs(path)
     fs.makedirs(os.path.dirname(p) or ".", exist_ok=True)
     tmp = f"{p}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=8192)
-    fs.mv(tmp, p)
+    with publishing(path, tmp, lambda: _remove(fs, tmp), fs):
+        with fs.open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd", row_group_size=8192)
+        fs.mv(tmp, p)
     return {"rows": table.num_rows, "bytes": fs.size(p), "sha256": sha256_file(path)}
 
 
@@ -164,7 +216,8 @@ class ShardWriter:
 
     ``with ShardWriter(output, schema) as w: w.write(batch) …; w.commit(stats, cfg, inputs)`` — the same tmp file +
     rename, manifest entry and ``_stats`` file as ``write_shard``. Leaving the block without ``commit`` (an error)
-    removes the partial file: a shard is either complete and in the manifest, or absent.
+    removes the partial file, and so does a failed write: a shard is either complete and in the manifest, or absent.
+    A full disk raises DiskFullError naming the output.
     """
 
     def __init__(
@@ -174,18 +227,35 @@ class ShardWriter:
         self.fs, self.path = fsspec.core.url_to_fs(self.output)
         self.fs.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.tmp = f"{self.path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-        self._file = self.fs.open(self.tmp, "wb")
+        self._file: Any = None
+        self._writer: pq.ParquetWriter | None = None
+        with self._publishing():
+            self._file = self.fs.open(self.tmp, "wb")
+            self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
         self.schema = schema
-        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
         self.row_group_size = row_group_size
         # a shard of no rows gets one empty row group, as write_table (pq.write_table) writes it
         self.empty_row_group = empty_row_group
         self.rows = 0
 
+    def _publishing(self) -> contextlib.AbstractContextManager[None]:
+        return publishing(self.output, self.tmp, self._abort, self.fs)
+
+    def _abort(self) -> None:
+        """Close without finishing (errors ignored: the write already failed) and remove the partial file."""
+        writer, self._writer = self._writer, None
+        for handle in (writer, self._file):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        _remove(self.fs, self.tmp)
+
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows:
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-            self._writer.write_table(table, row_group_size=self.row_group_size)
+            assert self._writer is not None, f"{self.output}: written after commit or a failed write"
+            with self._publishing():
+                self._writer.write_table(table, row_group_size=self.row_group_size)
             self.rows += batch.num_rows
 
     def _close(self) -> None:
@@ -198,17 +268,16 @@ class ShardWriter:
 
     def publish(self) -> dict[str, Any]:
         """Close and rename the shard into place, without a manifest entry (a side output); its manifest facts."""
-        self._close()
-        self.fs.mv(self.tmp, self.path)
+        with self._publishing():
+            self._close()
+            self.fs.mv(self.tmp, self.path)
         return {"rows": self.rows, "bytes": self.fs.size(self.path), "sha256": sha256_file(self.output)}
 
     def commit(self, stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> Any:
         stats.check()
         facts = self.publish()
         stats.bytes_out = facts["bytes"]
-        stage_dir = Path(self.output).parent
-        Manifest(stage_dir).record(self.output, facts, config_hash(cfg), inputs)
-        stats.save(stage_dir / "_stats" / f"{shard_id(self.output)}.json")
+        _record(self.output, facts, stats, cfg, inputs)
         return stats
 
     def __enter__(self) -> ShardWriter:
@@ -216,17 +285,36 @@ class ShardWriter:
 
     def __exit__(self, *exc: object) -> None:
         if self._writer is not None:  # not committed
-            self._close()
-            if self.fs.exists(self.tmp):
-                self.fs.rm(self.tmp)
+            self._abort()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once (tmp file + rename); on failure the old file stays and no tmp file
+    does; a full disk raises DiskFullError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with publishing(str(path), str(tmp), lambda: tmp.unlink(missing_ok=True)):
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def _record(output: str | Path, facts: dict[str, Any], stats: Any, cfg: BaseModel, inputs: list[str | Path]) -> None:
+    """The manifest entry and ``_stats`` file of a just-published shard. If either cannot be written, the shard
+    and its stats file are removed again: a shard is complete and recorded, or absent."""
+    stage_dir = Path(output).parent
+    stats_path = stage_dir / "_stats" / f"{shard_id(output)}.json"
+
+    def undo() -> None:
+        for path in (Path(output), stats_path):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+    with publishing(
+        str(stats_path), str(stats_path), undo
+    ):  # a full disk there: the manifest names itself, else the stats file
+        Manifest(stage_dir).record(output, facts, config_hash(cfg), inputs)
+        stats.save(stats_path)
 
 
 class Manifest:
@@ -284,7 +372,5 @@ def write_shard(table: pa.Table, output: str | Path, stats: Any, cfg: BaseModel,
     stats.check()
     facts = write_table(table, output)
     stats.bytes_out = facts["bytes"]
-    stage_dir = Path(output).parent
-    Manifest(stage_dir).record(output, facts, config_hash(cfg), inputs)
-    stats.save(stage_dir / "_stats" / f"{shard_id(output)}.json")
+    _record(output, facts, stats, cfg, inputs)
     return stats

@@ -1,5 +1,5 @@
 """Retry policy shared by all stage tasks: transient faults retry with exponential backoff + jitter,
-deterministic ones (bad config, corrupt input) fail at once.
+deterministic ones (bad config, corrupt input, a full disk, a diverged training run) fail at once.
 
 Fault injection for tests: ``LMPIPE_FAIL_FIRST_ATTEMPT=extract,filter`` makes those tasks raise a transient
 error on their first attempt (retries then have to recover with identical outputs).
@@ -13,12 +13,13 @@ from typing import Any
 from prefect.tasks import exponential_backoff
 from pydantic import ValidationError
 
-from pipelines.errors import ConfigError, InputError, TransientError
+from pipelines.errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, InputError, TransientError
 
 # lmpipe's own families first (pipelines/errors.py), then the built-ins third-party code raises.
 DETERMINISTIC = (
     InputError,
     ConfigError,
+    DiskFullError,
     ValidationError,
     FileNotFoundError,
     ValueError,
@@ -38,8 +39,10 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except DETERMINISTIC:
         return False
-    except TRANSIENT:
-        return True
+    except TRANSIENT as e:
+        # A full disk stays full until someone frees space: writes outside pipelines/shards.py raise it as a bare
+        # OSError, not as DiskFullError.
+        return not (isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS)
     except Exception:
         return False
     return False
