@@ -179,6 +179,12 @@ class ForkedSandbox(ExtractorSandbox):
         super().__init__(timeout, warmup_text)
         self.wall_limit = timeout * wall_factor
 
+    def _worker(self, conn, extract_fn) -> None:  # noqa: ANN001 (datatrove's signature)
+        """The forked worker, which first closes its copy of the parent's end of the pipe: otherwise a parent
+        killed with -9 never reaches the worker's ``recv`` as end-of-file and the worker waits forever."""
+        self.parent_conn.close()
+        super()._worker(conn, extract_fn)
+
     def _ensure_process(self, extract_fn) -> None:  # noqa: ANN001 (datatrove's signature)
         if self.process is not None and self.process.is_alive():
             return

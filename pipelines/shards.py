@@ -313,8 +313,8 @@ def _record(output: str | Path, facts: dict[str, Any], stats: Any, cfg: BaseMode
     with publishing(
         str(stats_path), str(stats_path), undo
     ):  # a full disk there: the manifest names itself, else the stats file
+        stats.save(stats_path)  # before the manifest entry: a recorded shard always has its stats file
         Manifest(stage_dir).record(output, facts, config_hash(cfg), inputs)
-        stats.save(stats_path)
 
 
 class Manifest:

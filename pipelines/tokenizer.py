@@ -57,6 +57,7 @@ from pipelines.shards import (
     Manifest,
     ShardSchemaError,
     ShardWriter,
+    atomic_write_bytes,
     config_hash,
     fingerprint,
     sha256_file,
@@ -399,13 +400,17 @@ def prepare_tokenizer(
     inputs: list[str], tok_path: Path, given: Path | None, cfg: TokenizeConfig, *, limit: int | None = None
 ) -> Tokenizer:
     """Load ``given`` (copied to ``tok_path``) or train a BPE on the training sample (saved there)."""
+    # Written beside it and renamed into place: a process killed while writing leaves no partial tokenizer.json
+    tmp = tok_path.with_name(f".{tok_path.name}.tmp-{os.getpid()}")
     if given is not None:
         tok = load_tokenizer(given, cfg.eot_token)
         if given.resolve() != tok_path.resolve():
-            shutil.copyfile(given, tok_path)
+            shutil.copyfile(given, tmp)
+            os.replace(tmp, tok_path)
     else:
         tok = train_tokenizer(training_sample(inputs, cfg, limit=limit), cfg)
-        tok.save(str(tok_path))
+        tok.save(str(tmp))
+        os.replace(tmp, tok_path)
     return tok
 
 
@@ -575,7 +580,7 @@ def write_token_index(
         "code_version": CODE_VERSION,
         "sources": [{"path": _source_name(p, out), "fingerprint": fingerprint(p)} for p in sources],
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))  # last: its presence marks the output complete
+    atomic_write_bytes(out / "meta.json", json.dumps(meta, indent=2).encode())  # last: it marks the output complete
     return meta
 
 
@@ -628,7 +633,7 @@ def run_index(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int
         len(shards),
         meta["bytes_per_token"] or 0,
     )
-    stats.save(out / "_stats" / "all.json")
+    atomic_write_bytes(out / "_stats" / "all.json", stats.model_dump_json(indent=2).encode())
     return stats.check()
 
 

@@ -10,19 +10,23 @@ importing this package stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.config import TrainConfig
-from pipelines.errors import LmpipeError
+from pipelines.errors import ConfigError, LmpipeError
 from pipelines.shards import Manifest, sha256_file
 from pipelines.stats import StageStats
 from pipelines.tokenizer import TokenShardError
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 _CHILD_LEVELS = {"WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
 # Exit code of pipelines.train.run when its input is unusable (its last ERROR line names the file).
 BAD_INPUT_EXIT_CODE = 3
+NONFINITE_LOSS_EXIT_CODE = 4  # the loss (or the weights to checkpoint) became NaN/inf: NonFiniteLossError
 # summary.json entries copied into StageStats.extra
 SUMMARY_EXTRAS = (
     "final_val_loss",
@@ -61,8 +66,43 @@ class TrainingInputError(TrainingFailedError, TokenShardError):
 
     def __init__(self, output_dir: str | Path, returncode: int, last_lines: list[str]) -> None:
         super().__init__(output_dir, returncode, last_lines)
-        errors = [line.split(": ", 1)[-1] for line in last_lines if line.startswith("ERROR ")]
-        self.args = (errors[-1] if errors else self.args[0],)
+        self.args = (_last_error(last_lines) or self.args[0],)
+
+
+class TrainingDivergedError(TrainingFailedError, ConfigError):
+    """The training stopped on a NaN/inf loss (pipelines.errors.NonFiniteLossError in the subprocess); the message
+    is its one line (step, value, what to change); the last good checkpoint is kept. Deterministic: not retried."""
+
+    def __init__(self, output_dir: str | Path, returncode: int, last_lines: list[str]) -> None:
+        super().__init__(output_dir, returncode, last_lines)
+        self.args = (_last_error(last_lines) or self.args[0],)
+
+
+def _last_error(lines: list[str]) -> str | None:
+    """The message of the subprocess's last ERROR log line (its explained failure), if any."""
+    errors = [line.split(": ", 1)[-1] for line in lines if line.startswith("ERROR ")]
+    return errors[-1] if errors else None
+
+
+def _failure(output_dir: Path, returncode: int, tail: list[str]) -> TrainingFailedError:
+    kind = {BAD_INPUT_EXIT_CODE: TrainingInputError, NONFINITE_LOSS_EXIT_CODE: TrainingDivergedError}
+    return kind.get(returncode, TrainingFailedError)(output_dir, returncode, tail)
+
+
+@contextlib.contextmanager
+def _slurm_requeue_signal() -> Iterator[None]:
+    """While the training runs, SIGUSR1 (Slurm's warning before a time limit, ``#SBATCH --signal=SIGUSR1@90``, sent
+    to every process of the step) does not kill this parent: the training child handles it (Lightning's
+    SLURMEnvironment checkpoints and requeues). A handler, not SIG_IGN, so the child starts with the default and
+    Lightning installs its own. Only in the main thread (where Python allows handlers; a Prefect task thread is not)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 # TrainConfig fields a run may change and still resume: how far it goes and on what hardware.
@@ -124,7 +164,7 @@ def train_command(
 ) -> list[str]:
     """The command line of the training subprocess."""
     cmd = [sys.executable, "-m", "pipelines.train.run", "--data", str(data_dir), "--output", str(output_dir)]
-    cmd += ["--config-json", cfg.model_dump_json()]
+    cmd += ["--config-json", cfg.model_dump_json(), "--exit-with-parent"]
     if limit is not None:
         cmd += ["--stop-step", str(limit)]
     return cmd
@@ -147,22 +187,26 @@ def run_train(
     started = time.perf_counter()
     tail: deque[str] = deque(maxlen=40)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            tail.append(line)
-            logger.log(_CHILD_LEVELS.get(line.split(" ", 1)[0], logging.INFO), "%s", line)
-        returncode = proc.wait()
-    finally:
-        if proc.poll() is None:  # the caller was interrupted: do not leave training running
-            proc.terminate()
-            proc.wait(timeout=30)
-    if returncode == BAD_INPUT_EXIT_CODE:
-        raise TrainingInputError(output_dir, returncode, list(tail))
+    # stdin: a pipe only this process writes to (never does): it closes when this process dies, even by kill -9,
+    # and the training (--exit-with-parent) then stops instead of writing on beside a rerun
+    with _slurm_requeue_signal():
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+        )
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                tail.append(line)
+                logger.log(_CHILD_LEVELS.get(line.split(" ", 1)[0], logging.INFO), "%s", line)
+            returncode = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller was interrupted: do not leave training running
+                proc.terminate()
+                proc.wait(timeout=30)
+            proc.stdin.close()
     if returncode != 0:
-        raise TrainingFailedError(output_dir, returncode, list(tail))
+        raise _failure(output_dir, returncode, list(tail))
     summary = json.loads((output_dir / "summary.json").read_text())
     return StageStats(
         stage="train",

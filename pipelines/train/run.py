@@ -19,8 +19,10 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import sys
+import threading
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -34,8 +36,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from tokenizers import Tokenizer
 
 from pipelines.config import TrainConfig
+from pipelines.errors import NonFiniteLossError
 from pipelines.tokenizer import TokenShardError
-from pipelines.train import BAD_INPUT_EXIT_CODE
+from pipelines.train import BAD_INPUT_EXIT_CODE, NONFINITE_LOSS_EXIT_CODE
 from pipelines.train.data import TokenDataModule, unigram_entropy
 from pipelines.train.generation import complete, load_model
 from pipelines.train.model import PRESETS, GPTConfig
@@ -46,6 +49,7 @@ log_rank0 = rank_zero_only(logger.info)  # DDP runs this module once per rank; p
 
 SAMPLE_TEMPERATURE = 0.8
 SAMPLE_TOP_K = 50
+# Exit code when training diverged (NonFiniteLossError; its ERROR line is the last output, no traceback).
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -119,6 +123,24 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
+def logged_metrics(log_dir: Path) -> list[dict[str, float]]:
+    """The rows of one process's Lightning CSV log, by steps done: Lightning logs after k optimizer steps as step
+    k - 1; metrics.csv counts steps done (val at step val_every, ...)."""
+    return [{**r, "step": r["step"] + 1} for r in read_metrics(log_dir / "metrics.csv") if "step" in r]
+
+
+def earlier_metrics(run_dir: Path, log_dir: Path, start_step: int) -> list[dict[str, float]]:
+    """The rows of the runs before this one up to the step it resumed from: metrics.csv (written when a run ends),
+    then the CSV log of every earlier process (Lightning writes it as it logs), oldest first, so that the steps of
+    a run killed before it could write metrics.csv are not lost; a step trained twice (by a run killed after it,
+    before its next checkpoint, and by the run that resumed) keeps its later rows."""
+    others = [d for d in log_dir.parent.glob("version_*") if d != log_dir and d.name.removeprefix("version_").isdigit()]
+    rows = read_metrics(run_dir / "metrics.csv")
+    for d in sorted(others, key=lambda d: int(d.name.removeprefix("version_"))):
+        rows += logged_metrics(d)
+    return [r for r in rows if r.get("step", math.inf) <= start_step]
+
+
 def write_metrics(rows: list[dict[str, float]], path: Path) -> None:
     """One row per step, train and val columns merged, steps as ints."""
     by_step: dict[int, dict[str, float]] = {}
@@ -164,7 +186,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, max_steps: int, callbacks: li
 
     bench/train_step.py times this same Trainer against a plain PyTorch loop.
     """
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
+    # the CSV log flushed at every logged step: a killed run's rows are on disk for the run that resumes it
+    csv_log = CSVLogger(run_dir, name="logs", flush_logs_every_n_steps=1)
+    loggers: list[Logger] = [csv_log, TensorBoardLogger(run_dir, name="tensorboard")]
     return L.Trainer(
         accelerator="auto",
         devices=cfg.devices,
@@ -207,11 +231,8 @@ def _finish(
     trained: bool,
 ) -> dict[str, Any]:
     """After the fit, on global rank 0: metrics.csv, the loss curve, a sample, summary.json."""
-    # metrics.csv: the rows of earlier runs up to the step this one resumed from, then this run's rows. Lightning
-    # logs after k optimizer steps as step k - 1; metrics.csv counts steps done (val at step val_every, ...).
-    earlier = [r for r in read_metrics(run_dir / "metrics.csv") if r.get("step", math.inf) <= start_step]
-    logged = read_metrics(Path(trainer.loggers[0].log_dir) / "metrics.csv")
-    rows = earlier + [{**r, "step": r["step"] + 1} for r in logged if "step" in r]
+    log_dir = Path(trainer.loggers[0].log_dir)
+    rows = earlier_metrics(run_dir, log_dir, start_step) + logged_metrics(log_dir)
     write_metrics(rows, run_dir / "metrics.csv")
     rows = read_metrics(run_dir / "metrics.csv")
 
@@ -288,13 +309,35 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
     return _finish(run_dir, trainer, module, datamodule, gpt_config, cfg, start_step, trained)
 
 
+def exit_with_parent() -> None:
+    """Stop this process (and so the run) when stdin reaches end of file.
+
+    ``run_train`` gives the training a stdin pipe it never writes to; the pipe closes when ``run_train``'s process
+    ends, however it ends (kill -9 included). Otherwise an orphaned training would go on writing checkpoints and
+    logs into the run directory, beside the rerun that resumes from it. DDP's other ranks inherit the same stdin.
+    """
+
+    def watch() -> None:
+        while os.read(0, 1 << 12):  # the raw descriptor: a buffered reader's lock would block interpreter shutdown
+            pass
+        logger.error("the process that started this training is gone: stopping")
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.train.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="Tokenize output: tokenizer.json + *_NNNNN.bin.")
     parser.add_argument("--output", required=True, type=Path, help="Run directory (created; resumed if it exists).")
     parser.add_argument("--config-json", default="{}", help="TrainConfig as JSON (missing fields take defaults).")
     parser.add_argument("--stop-step", type=int, default=None, help="Stop at this step (LR schedule unchanged).")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="Stop when stdin closes (run_train's pipe: its process died)."
+    )
     args = parser.parse_args(argv)
+    if args.exit_with_parent:
+        exit_with_parent()
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.captureWarnings(True)
@@ -310,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TokenShardError, FileNotFoundError) as e:
         logger.error("%s", e)
         return BAD_INPUT_EXIT_CODE
+    except NonFiniteLossError as e:
+        logger.error("%s", e)
+        return NONFINITE_LOSS_EXIT_CODE
     return 0
 
 
