@@ -1,9 +1,11 @@
 """Run lmpipe's main job and the per-shard tasks from one code tree and print the sha256 of every output.
 
-    cd TREE && PYTHONPATH=TREE python tests/digest_driver.py OUT_DIR SHARED_WARC_DIR  (run by tests/test_digests.py)
+    cd TREE && PYTHONPATH=TREE python tests/digest_driver.py OUT_DIR SHARED_WARC_DIR
 
-Used on today's tree and on the tree of the commit before the stage-contract refactor (``git archive``), so the
-same driver, not two copies of it, produces both digest sets. It drives the CLI in-process
+Compares two code trees' outputs by hand (e.g. ``git archive`` of an older commit against today's): run it in
+each and diff the JSON. tests/test_kill_harness.py uses its ``_is_data`` / ``_sha`` (which files are data, and
+their digests without volatile fields). (tests/test_digests.py ran it on the tree before the stage-contract
+refactor, issue 14, until deliberate extraction fixes of issue 18 changed real outputs.) It drives the CLI in-process
 (``app([...], standalone_mode=False)``) so the ~20 WARC files cost one interpreter start, not one per command.
 Prints one JSON object: ``{"digests": {relative path: sha256}, "train": {...}}``.
 """
