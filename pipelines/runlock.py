@@ -7,12 +7,15 @@ with -9 releases it with its process) for their whole run. A second run on the s
 that holds the root (pid, host, flow run, since when), before it has written anything. Runs on different data roots
 never wait for each other; ``lmpipe task`` (one stage on one shard, for debugging) takes no lock.
 
+A data root the run created but wrote nothing into (a run refused before any work) is removed again.
+
 Object storage has no file locks: on an ``s3://`` root the lock is not taken (a warning says so); one refresh per
 root is then the deployment's concurrency limit to keep (deployments/prefect.yaml).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,6 +57,7 @@ def data_root_lock(data_root: str, wait_seconds: float = 0.0, run: str = "an lmp
         yield
         return
     root = Path(data_root.removeprefix("file://"))
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(root / LOCK_NAME, is_singleton=True, thread_local=False)
     outermost = not lock.is_locked
@@ -78,3 +82,14 @@ def data_root_lock(data_root: str, wait_seconds: float = 0.0, run: str = "an lmp
         yield
     finally:
         lock.release()
+        if created and outermost:
+            _remove_if_unused(root)
+
+
+def _remove_if_unused(root: Path) -> None:
+    """A data root this run created and wrote nothing into (it was refused before any work) is removed again."""
+    if {p.name for p in root.iterdir()} <= {LOCK_NAME, HOLDER_NAME}:
+        for name in (HOLDER_NAME, LOCK_NAME):
+            (root / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()
