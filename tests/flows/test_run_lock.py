@@ -61,7 +61,8 @@ def test_a_waiting_run_takes_the_root_when_the_holder_finishes(tmp_path: Path) -
         subprocess.Popen(["sh", "-c", f"sleep 2; kill {holder.pid}"])
         t0 = time.monotonic()
         with data_root_lock(str(root), wait_seconds=120):
-            assert 1.5 < time.monotonic() - t0 < 60 and holder.poll() is not None
+            waited = time.monotonic() - t0
+            assert waited > 1.5 and waited < 60 and holder.poll() is not None  # it waited for the holder's end
     finally:
         holder.kill()
 
