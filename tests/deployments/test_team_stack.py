@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -229,7 +230,8 @@ def test_the_ephemeral_server_lmpipe_starts_listens_on_127_0_0_1_only(tmp_path: 
     env["PREFECT_HOME"] = str(tmp_path / "home")
     warc = shared_data / "warc" / "cc-whirlwind" / "whirlwind.warc.gz"
     args = [executable("lmpipe"), "refresh", "--input", str(warc), "--data-root", str(tmp_path / "data")]
-    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -241,8 +243,8 @@ def test_the_ephemeral_server_lmpipe_starts_listens_on_127_0_0_1_only(tmp_path: 
         port = int(found.group(2))
         bound = poll(lambda: [a for a, p in _listeners() if p == port], 120, f"the temporary server on {port}")
         assert set(bound) == {"0100007F"}, f"the temporary server listens on {bound}"
-    finally:
-        proc.kill()
+    finally:  # the whole group: lmpipe and the temporary server it started
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
 
