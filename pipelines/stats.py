@@ -5,7 +5,6 @@ Every stage returns a ``StageStats``; its counts reconcile: ``docs_in == docs_ke
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -39,15 +38,10 @@ class StageStats(BaseModel):
         return self
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (tmp file + rename): a process killed mid-write never leaves half a JSON file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(self.model_dump_json(indent=2))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write atomically (shards.atomic_write_bytes): a process killed mid-write never leaves half a JSON file."""
+        from pipelines.shards import atomic_write_bytes  # shards' writers record these stats
+
+        atomic_write_bytes(path, self.model_dump_json(indent=2).encode())
 
     @classmethod
     def load(cls, path: str | Path) -> StageStats:

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -400,17 +399,14 @@ def prepare_tokenizer(
     inputs: list[str], tok_path: Path, given: Path | None, cfg: TokenizeConfig, *, limit: int | None = None
 ) -> Tokenizer:
     """Load ``given`` (copied to ``tok_path``) or train a BPE on the training sample (saved there)."""
-    # Written beside it and renamed into place: a process killed while writing leaves no partial tokenizer.json
-    tmp = tok_path.with_name(f".{tok_path.name}.tmp-{os.getpid()}")
+    # atomic_write_bytes: a process killed while writing leaves no partial tokenizer.json
     if given is not None:
         tok = load_tokenizer(given, cfg.eot_token)
         if given.resolve() != tok_path.resolve():
-            shutil.copyfile(given, tmp)
-            os.replace(tmp, tok_path)
+            atomic_write_bytes(tok_path, given.read_bytes())
     else:
         tok = train_tokenizer(training_sample(inputs, cfg, limit=limit), cfg)
-        tok.save(str(tmp))
-        os.replace(tmp, tok_path)
+        atomic_write_bytes(tok_path, tok.to_str(pretty=True).encode())  # the bytes Tokenizer.save writes
     return tok
 
 
@@ -633,7 +629,7 @@ def run_index(inputs: list[str], output: str, cfg: TokenizeConfig, *, limit: int
         len(shards),
         meta["bytes_per_token"] or 0,
     )
-    atomic_write_bytes(out / "_stats" / "all.json", stats.model_dump_json(indent=2).encode())
+    stats.save(out / "_stats" / "all.json")
     return stats.check()
 
 
