@@ -446,13 +446,29 @@ class TokenizeConfig(_Config):
 
 # The context length of each TrainConfig.preset (pipelines/train/model.PRESETS takes it from here): GPT-2 124M's
 # n_positions, and tiny's own. A longer block_size is refused: it is not the preset's model any more.
-PRESET_CONTEXT: dict[str, int] = {"tiny": 128, "gpt2-124m": 1024}
+PRESET_CONTEXT: dict[str, int] = {"tiny": 128, "gpt2-124m": 1024, "gpt2-350m": 1024, "gpt-1b": 2048}
+
+
+class SlurmConfig(_Config):
+    """How ``launcher=slurm`` submits the training: one sbatch job, ``srun`` starting one task per device."""
+
+    partition: str | None = Field(None, description="sbatch --partition (None: the cluster's default).")
+    account: str | None = Field(None, description="sbatch --account.")
+    time_limit: str = Field("24:00:00", pattern=r"^[0-9:-]+$", description="sbatch --time (D-HH:MM:SS).")
+    cpus_per_task: int = Field(1, ge=1, description="sbatch --cpus-per-task.")
+    gpus_per_node: int = Field(0, ge=0, description="sbatch --gpus-per-node (0: a CPU job).")
+    extra_args: list[str] = Field(
+        default_factory=list, description="More #SBATCH options, e.g. ['--qos=high', '--constraint=h100']."
+    )
+    poll_seconds: float = Field(5.0, gt=0, le=600, description="How often the task asks Slurm for the job's state.")
 
 
 class TrainConfig(_Config):
     """GPT pre-training with Lightning (nanoGPT-style model)."""
 
-    preset: Literal["tiny", "gpt2-124m"] = Field("tiny", description="Model size preset.")
+    preset: Literal["tiny", "gpt2-124m", "gpt2-350m", "gpt-1b"] = Field(
+        "tiny", description="Model size preset (gpt-1b: FSDP on GPUs)."
+    )
     block_size: int | None = Field(
         None, ge=8, description="Context length; default and maximum: the preset's (tiny 128, gpt2-124m 1024)."
     )
@@ -471,6 +487,20 @@ class TrainConfig(_Config):
     num_nodes: int = Field(1, ge=1, description="Nodes.")
     strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="Distributed strategy.")
     compile: bool = Field(False, description="torch.compile the model.")
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each block's activations in backward (less memory, ~30 % more compute)."
+    )
+    launcher: Literal["local", "torchrun", "slurm"] = Field(
+        "local",
+        description="How the ranks start: local (a subprocess; Lightning starts the other local ranks), torchrun "
+        "(torchrun on this machine; with rdzv_endpoint one node of several), slurm (sbatch + srun, followed to its end).",
+    )
+    rdzv_endpoint: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.\-]+:[0-9]{1,5}$",
+        description="launcher=torchrun with num_nodes > 1: the c10d rendezvous HOST:PORT every node joins.",
+    )
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="launcher=slurm: the sbatch settings.")
     seed: int = Field(1337, description="Seed for init and data order.")
     peak_flops: float | None = Field(None, gt=0, description="Device peak FLOP/s for MFU; default by device type.")
     sample_prompt: str = Field("The", description="Prompt of the text sample generated after training.")

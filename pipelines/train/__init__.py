@@ -108,7 +108,10 @@ def _slurm_requeue_signal() -> Iterator[None]:
 # TrainConfig fields a run may change and still resume: how far it goes and on what hardware.
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "devices", "num_nodes", "strategy", "compile", "val_every", "val_batches", "peak_flops"}
-    | {"sample_prompt", "sample_tokens"}
+    | {"sample_prompt", "sample_tokens", "activation_checkpointing", "launcher", "rdzv_endpoint", "slurm"}
+    # the global batch is devices × num_nodes × accumulate_grad_batches × batch_size: a run moved from 2 processes
+    # to 1 keeps it by doubling accumulate_grad_batches (the data position is counted in global batches)
+    | {"accumulate_grad_batches"}
 )
 IDENTITY_FILE = "run_identity.json"
 # What a run directory holds of one trajectory; removed when the data or the model/optimizer config changed.
