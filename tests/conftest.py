@@ -1,5 +1,6 @@
-"""Shared fixtures: the real data in ../shared/data, an isolated Prefect home per test session, and one local
-two-node Ray cluster per session (tests that need it ask for ``ray_cluster``)."""
+"""Shared fixtures: the real data in ../shared/data, an isolated Prefect home per test session, one local two-node
+Ray cluster per session (tests that need it ask for ``ray_cluster``) and one local one-node Slurm cluster per session
+(``slurm_env``)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,20 @@ def ray_cluster() -> Iterator[dict[str, str]]:
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One Slurm cluster for the test session: munged, slurmctld and slurmd on 127.0.0.1 (infra/slurm-local.sh, its
+    state in a tmp dir, free ports), one node with this machine's CPUs, partition ``debug``. Yields the client
+    variables (``SLURM_CONF``, ``PATH``) to add to the environment of sbatch/srun/scontrol. Stopped at the end of the
+    session, after cancelling the jobs still running."""
+    from tests.slurm_cluster import BINARIES, search_path, slurm_cluster
+
+    missing = [b for b in BINARIES if shutil.which(b, path=search_path()) is None]
+    if missing:
+        unavailable(f"Slurm not installed ({', '.join(missing)} missing: apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        unavailable("the local Slurm cluster runs as root (slurmd launches the jobs)")
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        yield env
