@@ -9,6 +9,8 @@ lmpipe task filter|pii --input IN.parquet --output OUT.parquet [--annotate-only]
 lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
 lmpipe task tokenize --input A.parquet … --output OUT_DIR [--vocab-size N]
 lmpipe task train --data TOKENS_DIR --output RUN_DIR [--max-steps N] [--preset tiny|gpt2-124m]
+                                             # --set launcher=torchrun|slurm; --data s3://… is staged and checked
+lmpipe train-job slurm|kubernetes --data D --output R [--set …]   # the sbatch script / PyTorchJob to submit
 lmpipe explore --input FILTER_DIR --set gopher_quality.min_doc_words=100   # what-if on stored scores
 lmpipe generate --run RUN_DIR --prompt "…"
 lmpipe export --run RUN_DIR --to hf [--output DIR]  # Hugging Face GPT-2 checkpoint + tokenizer
@@ -271,6 +273,36 @@ def _config_fields(model: type) -> str:
         default = field.get_default(call_default_factory=True)
         parts.append(f"{name}={type(default).__name__ if hasattr(default, 'model_fields') else default!r}")
     return ", ".join(parts)
+
+
+class JobKind(StrEnum):
+    slurm = "slurm"
+    kubernetes = "kubernetes"
+
+
+@app.command("train-job")
+def train_job(
+    kind: Annotated[JobKind, typer.Argument(help="slurm (an sbatch script) | kubernetes (a PyTorchJob manifest).")],
+    data: Annotated[str, typer.Option(help="The token-shard directory, as the job's nodes see it.")],
+    output: Annotated[str, typer.Option(help="The run directory, as the job's nodes see it.")],
+    config: Annotated[Path | None, typer.Option(help="YAML file with TrainConfig fields.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value override (repeatable).")] = None,
+    image: Annotated[str, typer.Option(help="kubernetes: the container image.")] = "lmpipe:gpu",
+) -> None:
+    """Print the training job a cluster runs for this config, to submit yourself (``sbatch``, ``kubectl apply``):
+    the same script ``launcher=slurm`` submits, or a Kubeflow PyTorchJob of torchrun pods."""
+    from pipelines.train import launchers
+
+    try:
+        cfg = C.load_config(C.TrainConfig, config, set_)
+    except Exception as e:
+        _fail(f"{config or '--set'}: {e}")
+    if kind is JobKind.slurm:
+        typer.echo(launchers.render_sbatch(data, output, cfg), nl=False)
+    else:
+        import yaml
+
+        typer.echo(yaml.safe_dump(launchers.render_kubernetes(data, output, cfg, image=image), sort_keys=False))
 
 
 @app.command()

@@ -493,7 +493,8 @@ class TrainConfig(_Config):
     launcher: Literal["local", "torchrun", "slurm"] = Field(
         "local",
         description="How the ranks start: local (a subprocess; Lightning starts the other local ranks), torchrun "
-        "(torchrun on this machine; with rdzv_endpoint one node of several), slurm (sbatch + srun, followed to its end).",
+        "(torchrun on this machine; with rdzv_endpoint one node of several), slurm (sbatch + srun, followed to the "
+        "job's end).",
     )
     rdzv_endpoint: str | None = Field(
         None,

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -26,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.config import TrainConfig
-from pipelines.errors import ConfigError, LmpipeError
+from pipelines.errors import ConfigError, LmpipeError, TransientError
 from pipelines.shards import Manifest, sha256_file
 from pipelines.stats import StageStats
 from pipelines.tokenizer import TokenShardError
@@ -47,6 +46,8 @@ SUMMARY_EXTRAS = (
     "steps",
     "params",
     "sample",
+    "world_size",
+    "num_nodes",
 )
 
 
@@ -115,7 +116,7 @@ RESUMABLE_FIELDS = frozenset(
 )
 IDENTITY_FILE = "run_identity.json"
 # What a run directory holds of one trajectory; removed when the data or the model/optimizer config changed.
-RUN_STATE = ("checkpoints", "logs", "metrics.csv", "summary.json", "loss_curve.png")
+RUN_STATE = ("checkpoints", "logs", "data_log", "metrics.csv", "summary.json", "loss_curve.png")
 
 
 def run_identity(data_dir: Path, cfg: TrainConfig) -> dict[str, object]:
@@ -165,29 +166,30 @@ def reset_if_stale(data_dir: Path, output_dir: Path, cfg: TrainConfig) -> bool:
 def train_command(
     data_dir: str | Path, output_dir: str | Path, cfg: TrainConfig, limit: int | None = None
 ) -> list[str]:
-    """The command line of the training subprocess."""
-    cmd = [sys.executable, "-m", "pipelines.train.run", "--data", str(data_dir), "--output", str(output_dir)]
-    cmd += ["--config-json", cfg.model_dump_json(), "--exit-with-parent"]
-    if limit is not None:
-        cmd += ["--stop-step", str(limit)]
-    return cmd
+    """The command line that starts the training's ranks on this machine (launcher local or torchrun)."""
+    from pipelines.train import launchers
+
+    build = launchers.torchrun_command if cfg.launcher == "torchrun" else launchers.local_command
+    return build(data_dir, output_dir, cfg, limit)
 
 
-def run_train(
-    data_dir: str | Path, output_dir: str | Path, cfg: TrainConfig, *, limit: int | None = None
-) -> StageStats:
-    """Train (or resume training) on DATA_DIR's token shards into OUTPUT_DIR; stats from its summary.json.
+def _wait_for_rank_zero(data_dir: Path, output_dir: Path, cfg: TrainConfig, timeout: float = 600.0) -> None:
+    """On a rank other than 0 (torchrun/srun started ``lmpipe task train --direct`` once per rank): rank 0 alone
+    clears a stale run directory; wait until it has (its identity file matches), so this rank neither resumes from a
+    checkpoint that is being removed nor removes one itself. A directory with no checkpoint needs no wait."""
+    digest = run_identity(data_dir, cfg)["digest"]
+    marker = output_dir / IDENTITY_FILE
+    deadline = time.monotonic() + timeout
+    while (output_dir / "checkpoints").exists():
+        if marker.is_file() and json.loads(marker.read_text() or "{}").get("digest") == digest:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{output_dir}: rank 0 did not take over this run directory within {timeout:.0f} s")
+        time.sleep(0.5)
 
-    ``limit`` stops at that step (at most max_steps) while the LR schedule stays laid out over ``cfg.max_steps``;
-    calling again without it resumes from OUTPUT_DIR/checkpoints/last.ckpt exactly where the run stopped.
-    """
-    data_dir, output_dir = Path(data_dir), Path(output_dir)
-    if not (data_dir / "tokenizer.json").is_file() or not any(data_dir.glob("train_*.bin")):
-        raise FileNotFoundError(f"{data_dir}: expected tokenizer.json and train_*.bin / val_*.bin token shards")
-    reset_if_stale(data_dir, output_dir, cfg)
-    cmd = train_command(data_dir, output_dir, cfg, limit)
-    logger.info("launching %s", " ".join(cmd[:7]) + (f" --stop-step {limit}" if limit is not None else ""))
-    started = time.perf_counter()
+
+def _run_process(cmd: list[str], output_dir: Path) -> None:
+    """Run the training command, its output streamed to this logger; raise on a non-zero exit."""
     tail: deque[str] = deque(maxlen=40)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # stdin: a pipe only this process writes to (never does): it closes when this process dies, even by kill -9,
@@ -199,9 +201,7 @@ def run_train(
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
-                line = raw.rstrip()
-                tail.append(line)
-                logger.log(_CHILD_LEVELS.get(line.split(" ", 1)[0], logging.INFO), "%s", line)
+                _log_child_line(raw.rstrip(), tail)
             returncode = proc.wait()
         finally:
             if proc.poll() is None:  # the caller was interrupted: do not leave training running
@@ -210,13 +210,103 @@ def run_train(
             proc.stdin.close()
     if returncode != 0:
         raise _failure(output_dir, returncode, list(tail))
+
+
+def _log_child_line(line: str, tail: deque[str]) -> None:
+    tail.append(line)
+    logger.log(_CHILD_LEVELS.get(line.split(" ", 1)[0], logging.INFO), "%s", line)
+
+
+class SlurmJobError(TrainingFailedError):
+    """The Slurm job of a training ended in a state other than COMPLETED; the message names the job and state.
+    Not retried: a cancelled, failed or timed-out job would end the same way again (a time limit that the run
+    needs more of is Lightning's requeue on SIGUSR1, inside the job)."""
+
+    def __init__(self, output_dir: Path, job_id: str, state: str, exit_code: str, log: Path, tail: list[str]):
+        super().__init__(output_dir, 1, tail)
+        self.job_id, self.state = job_id, state
+        self.args = (f"{output_dir}: slurm job {job_id} ended {state} (exit code {exit_code}); its output: {log}",)
+
+
+class SlurmNodeFailure(SlurmJobError, TransientError):
+    """The job's node failed (NODE_FAIL, BOOT_FAIL): retried, and the new job resumes from the last checkpoint."""
+
+
+SLURM_NODE_FAILURES = frozenset({"NODE_FAIL", "BOOT_FAIL"})
+
+
+def _run_slurm(data_dir: Path, output_dir: Path, cfg: TrainConfig, limit: int | None) -> None:
+    """Submit the run as an sbatch job (or follow the one a previous attempt submitted), stream its output, and
+    raise with the job's state unless it ends COMPLETED. An interrupted caller cancels the job."""
+    from pipelines.train import launchers
+
+    job_id = launchers.active_slurm_job(output_dir)
+    if job_id is None:
+        script = output_dir / "slurm" / f"train-{time.strftime('%Y%m%dT%H%M%S')}.sbatch"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(launchers.render_sbatch(data_dir, output_dir, cfg, limit))
+        job_id = launchers.submit_sbatch(script)
+        (output_dir / launchers.SLURM_JOB_FILE).write_text(json.dumps({"job_id": job_id, "script": str(script)}))
+        logger.info("submitted %s as slurm job %s", script, job_id)
+    else:
+        logger.info("following slurm job %s, submitted by an earlier attempt", job_id)
+    log = output_dir.resolve() / "slurm" / f"slurm-{job_id}.out"
+    tail: deque[str] = deque(maxlen=40)
+    done = None
+    try:
+        done = launchers.follow_slurm_job(job_id, log, cfg.slurm.poll_seconds, lambda line: _log_child_line(line, tail))
+    finally:
+        if done is None:  # interrupted (a cancelled flow, Ctrl-C): the job must not train on alone
+            launchers.cancel_slurm_job(job_id)
+    if done.state == "COMPLETED":
+        return
+    if done.state == "FAILED" and done.returncode in (BAD_INPUT_EXIT_CODE, NONFINITE_LOSS_EXIT_CODE):
+        raise _failure(output_dir, done.returncode, list(tail))
+    error = SlurmNodeFailure if done.state in SLURM_NODE_FAILURES else SlurmJobError
+    raise error(output_dir, job_id, done.state, done.exit_code, log, list(tail))
+
+
+def run_train(
+    data_dir: str | Path, output_dir: str | Path, cfg: TrainConfig, *, limit: int | None = None
+) -> StageStats:
+    """Train (or resume training) on DATA_DIR's token shards into OUTPUT_DIR; stats from its summary.json.
+
+    ``limit`` stops at that step (at most max_steps) while the LR schedule stays laid out over ``cfg.max_steps``;
+    calling again without it resumes from OUTPUT_DIR/checkpoints/last.ckpt exactly where the run stopped.
+    ``cfg.launcher`` picks how the ranks start (pipelines.train.launchers). Started once per rank itself (torchrun
+    or srun running ``lmpipe task train --direct``), rank 0 owns the run directory and reports; the other ranks
+    return stats with no figures.
+    """
+    from pipelines.train.launchers import process_rank
+    from pipelines.train.staging import default_cache_root, stage_token_dir
+
+    # s3://… (any fsspec URL): a local copy, each file checked against the sha256 the tokenize stage recorded
+    data_dir = stage_token_dir(str(data_dir), default_cache_root())
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    if not (data_dir / "tokenizer.json").is_file() or not any(data_dir.glob("train_*.bin")):
+        raise FileNotFoundError(f"{data_dir}: expected tokenizer.json and train_*.bin / val_*.bin token shards")
+    rank = process_rank()
+    if rank == 0:
+        reset_if_stale(data_dir, output_dir, cfg)
+    else:
+        _wait_for_rank_zero(data_dir, output_dir, cfg)
+    started = time.perf_counter()
+    if cfg.launcher == "slurm":
+        _run_slurm(data_dir, output_dir, cfg, limit)
+    else:
+        cmd = train_command(data_dir, output_dir, cfg, limit)
+        shown = [c for c in cmd if not c.startswith("{")]  # the config JSON is in train_config.json
+        logger.info("launching %s", " ".join(shown))
+        _run_process(cmd, output_dir)
+    if rank != 0:
+        return StageStats(stage="train", shard=f"rank{rank}", seconds=time.perf_counter() - started)
     summary = json.loads((output_dir / "summary.json").read_text())
     return StageStats(
         stage="train",
         shard="all",
         tokens=int(summary["tokens"]),
         seconds=time.perf_counter() - started,
-        extra={k: summary[k] for k in SUMMARY_EXTRAS},
+        extra={k: summary[k] for k in SUMMARY_EXTRAS if k in summary},
     )
 
 

@@ -40,9 +40,12 @@ def _rank_and_world() -> tuple[int, int]:
 class TokenWindowDataset(IterableDataset):
     """Yields batches ``(x, y)`` of shape (batch_size, block_size), y = x shifted by one token.
 
-    train: an endless stream of uniformly random windows. Batch ``k`` of rank ``r`` is drawn from an RNG seeded with
-    ``(seed, k * world_size + r)``, so ranks read distinct windows and the stream restarts at any batch without
-    replay (``start_batch``). val: the non-overlapping windows in order, dealt round-robin to ranks (equal counts).
+    train: an endless stream of uniformly random windows, numbered globally: global batch ``g`` is drawn from an RNG
+    seeded with ``(seed, g)``, and rank ``r`` of ``world_size`` reads ``start_global + r``, then every
+    ``world_size``-th batch. Ranks read distinct windows, and the stream restarts at any global batch without replay
+    or gap whatever the new world size (a run stopped on 2 processes at global batch 20 resumes on 1 process at 20,
+    and its accumulate_grad_batches=2 keeps the global batch).
+    val: the non-overlapping windows in order, dealt round-robin to ranks (equal counts).
     Batches, not single windows, are yielded so collation costs nothing (use ``DataLoader(batch_size=None)``).
     """
 
@@ -54,7 +57,7 @@ class TokenWindowDataset(IterableDataset):
         *,
         train: bool,
         seed: int = 0,
-        start_batch: int = 0,
+        start_global: int = 0,
     ) -> None:
         super().__init__()
         self.shards = [Path(s) for s in shards]
@@ -62,7 +65,7 @@ class TokenWindowDataset(IterableDataset):
         self.batch_size = batch_size
         self.train = train
         self.seed = seed
-        self.start_batch = start_batch
+        self.start_global = start_global
         self._tokens = [read_token_bin(s) for s in self.shards]
         # a window needs block_size + 1 tokens; shards shorter than that contribute nothing
         if train:
@@ -97,11 +100,11 @@ class TokenWindowDataset(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rank, world = _rank_and_world()
         if self.train:
-            k = self.start_batch
+            g = self.start_global + rank
             while True:
-                rng = np.random.default_rng((self.seed % 2**63, k * world + rank))
+                rng = np.random.default_rng((self.seed % 2**63, g))
                 yield self._batch(rng.integers(0, self.num_windows, size=self.batch_size))
-                k += 1
+                g += world
         else:
             per_rank = self.num_windows // world
             if per_rank == 0:
@@ -146,21 +149,35 @@ def unigram_entropy(
 
 
 class TokenDataModule(L.LightningDataModule):
-    """train_*.bin / val_*.bin of one tokenize output directory; its state (batches consumed) is checkpointed."""
+    """train_*.bin / val_*.bin of one tokenize output directory; its state (the global data position) is
+    checkpointed, and with ``data_log_dir`` every rank writes the (global batch, sha256) of each train batch it
+    consumes to ``DATA_LOG_DIR/from{start}-rank{rank}.tsv`` (see ``trajectory_batches``)."""
 
-    def __init__(self, data_dir: str | Path, block_size: int, batch_size: int, vocab_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        block_size: int,
+        batch_size: int,
+        vocab_size: int,
+        seed: int = 0,
+        data_log_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.block_size = block_size
         self.batch_size = batch_size
         self.vocab_size = vocab_size
         self.seed = seed
+        self.data_log_dir = data_log_dir
         self.train_shards = find_shards(self.data_dir, "train")
         self.val_shards = find_shards(self.data_dir, "val")
         for path in self.train_shards + self.val_shards:
             read_token_bin(path)  # fail now, naming the file, rather than in a dataloader mid-run
-        self.train_batches_consumed = 0  # per rank; restored from the checkpoint on resume
-        self._reported_start = False
+        self.train_batches_consumed = 0  # by this rank over the run's lineage (a count, not a position)
+        self._restored: dict[str, Any] | None = None  # the checkpoint's data state, until the loader is built
+        self.start_global = 0  # the global batch this process's training started at (same on every rank)
+        self._consumed_here = 0  # micro-batches this process has trained on
+        self._log: Any = None
 
     def setup(self, stage: str) -> None:
         # an id beyond the vocabulary would index the padded embedding rows silently; check a cheap sample of shards
@@ -173,17 +190,28 @@ class TokenDataModule(L.LightningDataModule):
         # num_workers=0: a batch is a few memmap slices, and the batch index → RNG mapping must stay in one process
         return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
 
+    @property
+    def _world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else _rank_and_world()
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(
-            TokenWindowDataset(
-                self.train_shards,
-                self.block_size,
-                self.batch_size,
-                train=True,
-                seed=self.seed,
-                start_batch=self.train_batches_consumed,
-            )
-        )
+        self.start_global = self._resume_position()
+        self._consumed_here = 0
+        dataset = TokenWindowDataset(
+            self.train_shards, self.block_size, self.batch_size, train=True, seed=self.seed,
+            start_global=self.start_global,
+        )  # fmt: skip
+        return self._loader(dataset)
+
+    def _resume_position(self) -> int:
+        """The global batch to go on from: the checkpoint's, or (a checkpoint from before global positions were
+        recorded) its per-rank count times the world size it was saved with, taken to be today's."""
+        state = self._restored
+        if state is None:
+            return 0
+        if "global_batches_consumed" in state:
+            return int(state["global_batches_consumed"])
+        return int(state["train_batches_consumed"]) * int(state.get("world_size", self._world[1]))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(TokenWindowDataset(self.val_shards, self.block_size, self.batch_size, train=False))
@@ -192,25 +220,45 @@ class TokenDataModule(L.LightningDataModule):
         # called once per batch the training loop actually consumes (Lightning prefetches one batch ahead, so
         # counting in the dataset would be off by one at checkpoint time)
         if self.trainer is not None and self.trainer.training:
-            if not self._reported_start:  # every rank says where its data starts: distinct per rank, resumed exactly
-                self._reported_start = True
+            rank, world = self._world
+            g = self.start_global + self._consumed_here * world + rank
+            digest = batch_digest(batch[0])
+            if self._consumed_here == 0:  # every rank says where its data starts: distinct per rank, resumed exactly
                 logger.info(
                     "rank %d/%d: train data from batch %d (seed %d), first batch sha256 %s",
-                    self.trainer.global_rank, self.trainer.world_size, self.train_batches_consumed, self.seed,
-                    batch_digest(batch[0]),
+                    rank, world, self.start_global, self.seed, digest,
                 )  # fmt: skip
+            self._write_log(g, digest, rank)
+            self._consumed_here += 1
             self.train_batches_consumed += 1
         return batch
+
+    def _write_log(self, g: int, digest: str, rank: int) -> None:
+        if self.data_log_dir is None:
+            return
+        if self._log is None:
+            self.data_log_dir.mkdir(parents=True, exist_ok=True)
+            path = self.data_log_dir / f"from{self.start_global:010d}-rank{rank}.tsv"
+            self._log = path.open("w", buffering=1)  # line-buffered: a killed run's lines are on disk
+        self._log.write(f"{g}\t{digest}\n")
+
+    @property
+    def global_position(self) -> int:
+        """Global batches the run's lineage has trained on so far: the next one to read."""
+        return self.start_global + self._consumed_here * self._world[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "train_batches_consumed": self.train_batches_consumed,
+            "global_batches_consumed": self.global_position,
+            "world_size": self._world[1],
             "seed": self.seed,
             "batch_size": self.batch_size,
             "block_size": self.block_size,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict)
         self.train_batches_consumed = int(state_dict["train_batches_consumed"])
         changed = {
             k: (state_dict.get(k), getattr(self, k))
@@ -221,3 +269,35 @@ class TokenDataModule(L.LightningDataModule):
             logger.warning(
                 "data settings changed since the checkpoint (old, new): %s; batches differ from here", changed
             )
+        if state_dict.get("world_size", self._world[1]) != self._world[1]:
+            logger.info(
+                "resuming a %s-process run on %d processes at global batch %d",
+                state_dict.get("world_size"), self._world[1], self._resume_position(),
+            )  # fmt: skip
+
+
+def trajectory_batches(data_log_dir: Path) -> dict[int, str]:
+    """Global batch → sha256 of the batches a run's lineage trained on, from its ranks' data logs.
+
+    A process that resumed at global batch G supersedes what earlier processes logged from G on (a run killed
+    after its last checkpoint trained on batches that its resumption trains on again). Raises ValueError if one
+    global batch appears twice within the kept lineage (a repeat: the data position went wrong).
+    """
+    segments: dict[int, list[Path]] = {}
+    for path in data_log_dir.glob("from*-rank*.tsv"):
+        segments.setdefault(int(path.name[4:14]), []).append(path)
+    starts = sorted(segments)
+    batches: dict[int, str] = {}
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        batches = {g: d for g, d in batches.items() if g < start}
+        for path in segments[start]:
+            for line in path.read_text().splitlines():
+                g_text, digest = line.split("\t")
+                g = int(g_text)
+                if end is not None and g >= end:
+                    continue
+                if g in batches:
+                    raise ValueError(f"{path}: global batch {g} trained twice in one lineage")
+                batches[g] = digest
+    return batches

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from pipelines.config import PRESET_CONTEXT
 
@@ -37,7 +38,13 @@ class GPTConfig:
 # Architecture per TrainConfig.preset; vocab_size comes from the tokenizer, block_size may be overridden.
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": PRESET_CONTEXT["tiny"]},
+    # GPT-2 small: 124.4M parameters at vocab 50257 (padded to 50304), no biases
     "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": PRESET_CONTEXT["gpt2-124m"]},
+    # GPT-2 medium: 354.6M parameters at vocab 50257
+    "gpt2-350m": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "block_size": PRESET_CONTEXT["gpt2-350m"]},
+    # the shape of Pythia-1.4B / GPT-3 XL (head size 128, a flash-attention sweet spot): 1.315B parameters at vocab
+    # 50257 (1.311B without the position embeddings); meant for FSDP on GPUs
+    "gpt-1b": {"n_layer": 24, "n_head": 16, "n_embd": 2048, "block_size": PRESET_CONTEXT["gpt-1b"]},
 }
 
 
@@ -91,9 +98,15 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig) -> None:
+    """The model of ``config``. ``activation_checkpointing`` recomputes each Block's forward in backward instead of
+    keeping its activations (training memory per block drops to its input; about a third more compute); it is a
+    training setting, not architecture, so it stays out of GPTConfig and model_config.json. Under FSDP the strategy
+    wraps the Blocks instead (see module.training_strategy) and this stays off."""
+
+    def __init__(self, config: GPTConfig, activation_checkpointing: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.activation_checkpointing = activation_checkpointing
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
@@ -141,8 +154,10 @@ class GPT(nn.Module):
         tok_emb = self.transformer.wte(idx)  # (B, T, C)
         pos_emb = self.transformer.wpe(pos)  # (T, C)
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x)
+            # non-reentrant: works with torch.compile and inputs without grad; RNG state is replayed (same dropout)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)

@@ -17,16 +17,82 @@ import torch
 
 from pipelines.config import TrainConfig
 from pipelines.errors import NonFiniteLossError
-from pipelines.train.model import GPT, GPTConfig
+from pipelines.train.model import GPT, Block, GPTConfig
 
 logger = logging.getLogger(__name__)
 
 # Name segments that wrappers (FSDP, activation checkpointing, torch.compile) insert into parameter names.
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
-# MFU denominators when TrainConfig.peak_flops is unset and Lightning does not know the device.
+# MFU denominators when TrainConfig.peak_flops is unset and neither table below nor Lightning's knows the device.
 DEFAULT_CUDA_PEAK_FLOPS = 312e12  # A100 bf16 dense
 DEFAULT_CPU_PEAK_FLOPS = 1e12
+
+# Dense (no 2:4 sparsity) peak FLOP/s per device, from NVIDIA's data sheets, by a lower-case substring of
+# torch.cuda.get_device_name(); the first match wins, so the more specific names come first. Looked up before
+# Lightning's get_available_flops, which does not know a plain "NVIDIA H200" and lists the H200 at its sparse peak.
+# Columns: bf16 (fp16 is the same on these chips), tf32 (fp32 matmuls under set_float32_matmul_precision("high")),
+# fp32 (no tensor cores).
+CUDA_PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("h200 nvl", {"bf16": 835.5e12, "tf32": 417.5e12, "fp32": 60e12}),
+    ("h200", {"bf16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}),  # SXM: the H100 SXM's compute, more memory
+    ("h100 pcie", {"bf16": 756e12, "tf32": 378e12, "fp32": 51.2e12}),
+    ("h100 nvl", {"bf16": 835.5e12, "tf32": 417.5e12, "fp32": 60e12}),
+    ("h100", {"bf16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("a100", {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12}),  # SXM and PCIe alike
+)
+
+
+def peak_flops_for(device_name: str, precision: str, tf32: bool = True) -> float | None:
+    """Dense peak FLOP/s of the CUDA device named ``device_name`` at a Lightning ``precision`` ("bf16-mixed",
+    "16-mixed", "32-true", ...), or None when CUDA_PEAK_FLOPS does not list it. 32-bit precision counts at the tf32
+    peak when ``tf32`` (matmuls on tensor cores), else at the fp32 one; 64-bit is not listed."""
+    if "64" in precision:
+        return None
+    column = "bf16" if "16" in precision else "tf32" if tf32 else "fp32"
+    chip = device_name.lower()
+    for key, peaks in CUDA_PEAK_FLOPS:
+        if key in chip:
+            return peaks.get(column)
+    return None
+
+
+def default_peak_flops(device: torch.device, precision: str) -> float:
+    """Theoretical peak FLOP/s of one device: CUDA_PEAK_FLOPS, else Lightning's table, else a fixed default."""
+    if device.type == "cuda":
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        tf32 = torch.get_float32_matmul_precision() != "highest"
+        peak = peak_flops_for(torch.cuda.get_device_name(device), precision, tf32=tf32)
+        if peak is not None:
+            return peak
+        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
+        return float(get_available_flops(device, dtype) or DEFAULT_CUDA_PEAK_FLOPS)
+    return DEFAULT_CPU_PEAK_FLOPS
+
+
+def training_strategy(cfg: TrainConfig) -> str | L.pytorch.strategies.Strategy:
+    """The Trainer's strategy: "auto" and "ddp" by name; "fsdp" as Lightning's FSDPStrategy sharding every Block
+    (parameters, gradients and optimizer state: FULL_SHARD), with the Blocks' activations recomputed in backward
+    when cfg.activation_checkpointing. Checkpoints are gathered into one full state dict with the plain model's
+    keys, so generation.load_model and a resume on any number of devices read them as any other run's."""
+    if cfg.strategy != "fsdp":
+        return cfg.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    return FSDPStrategy(
+        auto_wrap_policy={Block},
+        activation_checkpointing_policy={Block} if cfg.activation_checkpointing else None,
+        sharding_strategy="FULL_SHARD",
+        state_dict_type="full",
+    )
+
+
+def enable_tf32() -> None:
+    """fp32 matmuls and convolutions on tensor cores (TF32): what remains in fp32 under bf16-mixed (and all of a
+    32-true run) runs at the tf32 peak rather than the far lower fp32 one, at a 10-bit mantissa."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def lr_multiplier(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -37,16 +103,6 @@ def lr_multiplier(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio:
         return min_lr_ratio
     progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
     return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
-
-
-def default_peak_flops(device: torch.device, precision: str) -> float:
-    """Theoretical peak FLOP/s of one device: Lightning's table for known GPUs, else a fixed default."""
-    if device.type == "cuda":
-        from lightning.fabric.utilities.throughput import get_available_flops
-
-        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
-        return float(get_available_flops(device, dtype) or DEFAULT_CUDA_PEAK_FLOPS)
-    return DEFAULT_CPU_PEAK_FLOPS
 
 
 class GPTModule(L.LightningModule):
@@ -62,7 +118,8 @@ class GPTModule(L.LightningModule):
         # plain dicts only: the checkpoint stays loadable with torch.load(weights_only=True)
         self.save_hyperparameters({"model": asdict(gpt_config), "train": cfg.model_dump()})
         self.cfg = cfg
-        self.model = GPT(gpt_config)
+        # under FSDP the strategy checkpoints the Blocks (training_strategy); twice would recompute twice
+        self.model = GPT(gpt_config, activation_checkpointing=cfg.activation_checkpointing and cfg.strategy != "fsdp")
         # decided here, on the unwrapped model: under FSDP configure_optimizers sees flattened 1-D shards
         self.no_decay = frozenset(name for name, p in self.model.named_parameters() if p.dim() < 2)
         self.flops_per_token = self.model.estimate_flops_per_token()
@@ -101,6 +158,22 @@ class GPTModule(L.LightningModule):
             ),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Any = None,
+    ) -> None:
+        """Clip by the global gradient norm (Trainer's gradient_clip_val). Under FSDP every rank holds a shard of each
+        gradient, so only the root FSDP module can compute the global norm (its clip_grad_norm_ all-reduces the
+        shards' norms); Lightning's own norm clipping refuses FSDP for that reason and would stop the run."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if gradient_clip_val and isinstance(self.trainer.model, FullyShardedDataParallel):
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
@@ -141,6 +214,8 @@ class GPTModule(L.LightningModule):
         return loss
 
     def on_train_start(self) -> None:
+        if self.device.type == "cuda":
+            enable_tf32()
         if self.cfg.peak_flops is None:
             self.peak_flops = default_peak_flops(self.device, str(self.trainer.precision))
         self._t_last = time.perf_counter()

@@ -42,7 +42,7 @@ from pipelines.train import BAD_INPUT_EXIT_CODE, NONFINITE_LOSS_EXIT_CODE
 from pipelines.train.data import TokenDataModule, unigram_entropy
 from pipelines.train.generation import complete, load_model
 from pipelines.train.model import PRESETS, GPTConfig
-from pipelines.train.module import GPTModule
+from pipelines.train.module import GPTModule, training_strategy
 
 logger = logging.getLogger(__name__)
 log_rank0 = rank_zero_only(logger.info)  # DDP runs this module once per rank; progress is reported once
@@ -113,6 +113,26 @@ class RunProgress(Callback):
         if trainer.sanity_checking:
             return
         log_rank0("step %d val_loss %.4f", trainer.global_step, float(trainer.callback_metrics["val_loss"]))
+
+
+class AccumulationChange(Callback):
+    """Resuming with another accumulate_grad_batches (e.g. a 2-process run moved to 1 process with 2 micro-batches
+    per step, the same global batch): Lightning's loop counts micro-batches per rank and decides from that count
+    when the optimizer steps and when to validate, so the saved count is rescaled to the new accumulation, as if
+    the run had always used it. Without this the first resumed step would take one micro-batch, and every later
+    step would straddle two of the original run's."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        old = int(checkpoint.get("hyper_parameters", {}).get("train", {}).get("accumulate_grad_batches", 1))
+        new = trainer.accumulate_grad_batches
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+        if old == new or progress is None:
+            return
+        steps = int(checkpoint["global_step"])
+        for counters in (progress["total"], progress["current"]):
+            for key, value in counters.items():  # saved at a step boundary: steps × old, give or take one
+                counters[key] = steps * new + (int(value) - steps * old)
+        log_rank0("accumulate_grad_batches %d → %d: resuming at micro-batch %d", old, new, steps * new)
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
@@ -193,7 +213,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, max_steps: int, callbacks: li
         accelerator="auto",
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=training_strategy(cfg),
         precision=resolve_precision(cfg),  # type: ignore[arg-type]
         max_steps=max_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
@@ -253,6 +273,10 @@ def _finish(
         "tokens_per_sec": module.mean_tokens_per_sec if trained else previous.get("tokens_per_sec", 0.0),
         "mfu": module.mfu(module.mean_tokens_per_sec) if trained else previous.get("mfu", 0.0),
         "params": model.get_num_params(non_embedding=False),
+        "world_size": trainer.world_size,  # of the process group that trained last (a resume may change it)
+        "num_nodes": trainer.num_nodes,
+        "devices_per_node": trainer.num_devices,
+        "global_batches": datamodule.global_position,
         "sample": complete(
             model, run_tokenizer, cfg.sample_prompt, cfg.sample_tokens, SAMPLE_TEMPERATURE, SAMPLE_TOP_K, cfg.seed
         ),
@@ -271,7 +295,9 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
     """One training run (resumed if RUN_DIR has a last.ckpt); returns the summary on global rank 0, else None."""
     tokenizer = load_tokenizer(data_dir / "tokenizer.json")
     gpt_config = build_gpt_config(cfg, tokenizer.get_vocab_size())
-    datamodule = TokenDataModule(data_dir, gpt_config.block_size, cfg.batch_size, gpt_config.vocab_size, cfg.seed)
+    datamodule = TokenDataModule(
+        data_dir, gpt_config.block_size, cfg.batch_size, gpt_config.vocab_size, cfg.seed, run_dir / "data_log"
+    )
     write_run_files(run_dir, data_dir, gpt_config, cfg)
 
     L.seed_everything(cfg.seed, workers=True)
@@ -289,7 +315,7 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
     )
     progress = RunProgress(every=min(10, cfg.val_every))
     max_steps = min(cfg.max_steps, stop_step) if stop_step else cfg.max_steps
-    trainer = build_trainer(cfg, run_dir, max_steps, [checkpoint, progress])
+    trainer = build_trainer(cfg, run_dir, max_steps, [checkpoint, progress, AccumulationChange()])
     log_rank0(
         "model: %s preset, %d layers, %d heads, %d dims, block %d, vocab %d (padded %d), %.2fM parameters",
         cfg.preset, gpt_config.n_layer, gpt_config.n_head, gpt_config.n_embd, gpt_config.block_size,

