@@ -10,9 +10,9 @@ final name is whole (each Parquet opens, each JSON parses) and one the reference
 stage writes each file atomically and deterministically, so no other state can be visible); no process the stage
 started outlives it. Then the stage runs again from the leftovers: it completes, its outputs hash as the reference's
 (tests/digest_driver.py's digests, which skip volatile files and ``.tmp-`` names) and hold the same document ids,
-none duplicated or lost. A training run (tiny preset, CPU), killed twice at random points after a checkpoint (and
-after that step's validation: see ``val_logged``), resumes from its last checkpoint each time and ends with the loss
-curve of an undisturbed run; the training process never outlives the killed ``lmpipe``.
+none duplicated or lost. A training run (tiny preset, CPU), killed twice within a step after a checkpoint (the first
+before that step's validation, which the resumed run then runs), resumes from its last checkpoint each time and ends
+with the loss curve of an undisturbed run; the training process never outlives the killed ``lmpipe``.
 
 The data stages run in children forked from one warm server process (tests/test_kill_harness.py's ``serve``, started
 once), so a kill costs the stage's own work, not an interpreter start and spaCy's load; two kills go to real
@@ -497,8 +497,9 @@ def loss_curve(run_dir: Path) -> list[tuple[float | None, ...]]:
 
 
 def kill_training(tokens: Path, run_dir: Path, base: Path, delay: float) -> tuple[int, list[int]]:
-    """Start ``lmpipe task train --direct``; SIGKILL it ``delay`` s after it saved a checkpoint. (The step of its
-    last checkpoint, the processes it started that outlived it.)"""
+    """Start ``lmpipe task train --direct``; SIGKILL it ``delay`` s after it saved a checkpoint (the step's
+    validation, which comes after the checkpoint, may or may not have run). (The step of its last checkpoint, the
+    processes it started that outlived it.)"""
     import torch
 
     sets = [a for k, v in TRAIN_SETS.items() for a in ("--set", f"{k}={v}")]
@@ -507,11 +508,9 @@ def kill_training(tokens: Path, run_dir: Path, base: Path, delay: float) -> tupl
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     previous = ckpt.stat().st_mtime_ns if ckpt.exists() else None
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, step = time.monotonic() + 600, None
+    deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
-        if step is None and ckpt.exists() and ckpt.stat().st_mtime_ns != previous:
-            step = torch.load(ckpt, weights_only=True)["global_step"]
-        if step is not None and val_logged(run_dir, step):
+        if ckpt.exists() and ckpt.stat().st_mtime_ns != previous:
             break
         time.sleep(0.005)
     kids = kill_after(proc.pid, delay)
@@ -519,19 +518,6 @@ def kill_training(tokens: Path, run_dir: Path, base: Path, delay: float) -> tupl
     assert code == -signal.SIGKILL, f"lmpipe task train ended ({code}) before the kill"
     orphans = reap_orphans(kids)
     return torch.load(ckpt, weights_only=True)["global_step"], orphans
-
-
-def val_logged(run_dir: Path, step: int) -> bool:
-    """Whether the newest process's CSV log has the validation of ``step`` (Lightning logs step k as k - 1).
-
-    ModelCheckpoint saves a step's checkpoint before its validation, and a resumed run does not validate that step
-    again: a kill in between loses the step's val_loss from the curve (left open, see the report of issue 18), so
-    the kills here come after it."""
-    logs = sorted(run_dir.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
-    if not logs:
-        return False
-    with logs[-1].open(newline="") as f:
-        return any(r.get("val_loss") and r.get("step") == str(step - 1) for r in csv.DictReader(f))
 
 
 @pytest.mark.slow
@@ -550,10 +536,11 @@ def test_killed_training_resumes_with_the_same_loss_curve(
     step_seconds = cfg.batch_size * cfg.block_size / straight.extra["tokens_per_sec"]
     rng = random.Random(SEED)
     run_dir, steps = base / "train-killed", []
-    # each after a checkpoint newer than the last kill's and its validation, within half a step: a kill after the next
-    # checkpoint but before its validation would lose that step's val_loss (left open: val_logged)
-    for _ in range(TRAIN_KILLS):
-        step, orphans = kill_training(tokens, run_dir, base, rng.uniform(0.0, 0.5) * step_seconds)
+    # each within a step after a checkpoint newer than the last kill's; the first at once, before that step's
+    # validation (the resumed run validates that step: pipelines.train.run.PendingValidation)
+    for kill in range(TRAIN_KILLS):
+        delay = 0.0 if kill == 0 else rng.uniform(0.0, 1.0) * step_seconds
+        step, orphans = kill_training(tokens, run_dir, base, delay)
         assert not orphans, f"the training {orphans} kept running after lmpipe task train was killed"
         assert 0 < step < cfg.max_steps and step % cfg.val_every == 0 and step > max(steps, default=0), (steps, step)
         steps.append(step)

@@ -135,6 +135,50 @@ class AccumulationChange(Callback):
         log_rank0("accumulate_grad_batches %d → %d: resuming at micro-batch %d", old, new, steps * new)
 
 
+class PendingValidation(Callback):
+    """A resumed run validates the checkpoint's step when the run that wrote the checkpoint did not get to.
+
+    ModelCheckpoint(every_n_train_steps) saves at the end of the step's last batch, before that step's validation;
+    a run killed in between leaves a checkpoint whose validation never happened, and Lightning, resuming from it,
+    fast-forwards past that validation (the loss curve loses a point). When no earlier log of the run directory
+    holds a val_loss at that step, the loaded checkpoint's loop state is turned into the one Lightning saves in
+    the middle of a validation (train batch completed, validation started), so Lightning itself goes back and runs
+    the validation before training on. The decision is rank 0's, broadcast, so every rank validates or none does.
+    """
+
+    def __init__(self, run_dir: Path, val_every: int) -> None:
+        self.run_dir = run_dir
+        self.val_every = val_every
+        self.revalidated: int | None = None  # the step validated again, if any
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        fit = checkpoint.get("loops", {}).get("fit_loop", {})
+        train, val = fit.get("epoch_loop.batch_progress"), fit.get("epoch_loop.val_loop.batch_progress")
+        step = int(checkpoint.get("global_step", 0))
+        saved_before_validation = (
+            train is not None and val is not None and train["total"]["completed"] == train["total"]["processed"] - 1
+        )
+        pending = saved_before_validation and step > 0 and step % self.val_every == 0
+        pending = bool(trainer.strategy.broadcast(pending and step not in validated_steps(self.run_dir), src=0))
+        if not pending:
+            return
+        for counters in (train["total"], train["current"]):  # the batch's end hooks ran: as saved during validation
+            counters["completed"] = counters["processed"]
+        done = int(val["total"]["completed"])
+        val["total"].update(ready=done + 1, started=done + 1, processed=done, completed=done)
+        val["current"].update(ready=1, started=1, processed=0, completed=0)
+        self.revalidated = step
+        log_rank0("step %d: its validation did not run before the checkpoint's run ended; validating it now", step)
+
+
+def validated_steps(run_dir: Path) -> set[int]:
+    """Steps with a val_loss in the run directory's metrics.csv or any of its processes' CSV logs."""
+    rows = read_metrics(run_dir / "metrics.csv")
+    for log_dir in (run_dir / "logs").glob("version_*"):
+        rows += logged_metrics(log_dir)
+    return {int(r["step"]) for r in rows if "val_loss" in r and "step" in r}
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
     """Rows of a Lightning metrics.csv as floats (empty cells left out)."""
     if not path.is_file():
@@ -315,7 +359,8 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig, stop_step: int | None
     )
     progress = RunProgress(every=min(10, cfg.val_every))
     max_steps = min(cfg.max_steps, stop_step) if stop_step else cfg.max_steps
-    trainer = build_trainer(cfg, run_dir, max_steps, [checkpoint, progress, AccumulationChange()])
+    callbacks = [checkpoint, progress, AccumulationChange(), PendingValidation(run_dir, cfg.val_every)]
+    trainer = build_trainer(cfg, run_dir, max_steps, callbacks)
     log_rank0(
         "model: %s preset, %d layers, %d heads, %d dims, block %d, vocab %d (padded %d), %.2fM parameters",
         cfg.preset, gpt_config.n_layer, gpt_config.n_head, gpt_config.n_embd, gpt_config.block_size,

@@ -426,6 +426,21 @@ def test_changed_token_shards_start_a_fresh_run(tokens_dir: Path, tmp_path: Path
     assert again.extra["final_val_loss"] != first.extra["final_val_loss"]
 
 
+def forget_validation(run_dir: Path, step: int) -> None:
+    """Remove the val_loss of ``step`` from metrics.csv and the CSV logs (where Lightning logs step k as k - 1)."""
+    for path, logged in [(run_dir / "metrics.csv", step), *((p, step - 1) for p in run_dir.glob("logs/*/metrics.csv"))]:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames, list(reader)
+        for row in rows:
+            if row.get("step") in (str(logged), f"{logged}.0"):
+                row["val_loss"] = ""
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
 @pytest.mark.slow
 def test_stopped_and_resumed_run_equals_straight_run(
     tokens_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
@@ -439,9 +454,12 @@ def test_stopped_and_resumed_run_equals_straight_run(
     stopped = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert stopped["global_step"] == 10 and stopped["TokenDataModule"]["train_batches_consumed"] == 20
     assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["steps"] == 10
+    # as if killed between step 10's checkpoint (saved first) and its validation: no log holds that val_loss
+    forget_validation(tmp_path / "resumed", step=10)
 
     caplog.clear()
     resumed = run_train(tokens_dir, tmp_path / "resumed", cfg)
+    assert any("step 10: its validation did not run" in r.getMessage() for r in caplog.records)
     # the resumed process read on from micro-batch 20: exactly the batch the straight run trained on next
     assert data_starts(caplog) == [(0, 1, 20, expected_digest(tokens_dir, cfg, 0, 1, 20, monkeypatch))]
     assert resumed.extra["steps"] == 20
