@@ -45,3 +45,30 @@ def test_parameter_forms_are_typed() -> None:
     assert train["strategy"]["enum"] == ["auto", "ddp", "fsdp"]
     refresh = parameter_schema(data_refresh.fn).model_dump()
     assert "PipelineConfig" in refresh["definitions"]
+
+
+def test_forms_expose_runner_data_root_and_launcher_and_refuse_bad_values() -> None:
+    """The end-to-end form has the runner (local/ray), the data root and the training launcher; the same JSON schema
+    check the Prefect server applies to a run's parameters (enforce_parameter_schema) refuses a bad value up front."""
+    from prefect.utilities.schema_tools.validation import is_valid, preprocess_schema
+
+    schema = preprocess_schema(parameter_schema(end_to_end.fn).model_dump())
+    definitions = schema["definitions"]
+    assert definitions["RunnerConfig"]["properties"]["kind"]["enum"] == ["local", "ray"]
+    assert definitions["PipelineConfig"]["properties"]["data_root"]["type"] == "string"
+    train = definitions["TrainConfig"]["properties"]
+    assert train["launcher"]["enum"] == ["local", "torchrun", "slurm"]
+    assert "SlurmConfig" in definitions and "rdzv_endpoint" in train
+
+    good = {"config": {"data_root": "s3://bucket/lmpipe", "runner": {"kind": "ray", "address": "auto"},
+                       "train": {"launcher": "slurm", "num_nodes": 2, "slurm": {"partition": "gpu"}}}}  # fmt: skip
+    assert is_valid(good, schema)
+    for bad in (
+        {"train": {"launcher": "mpirun"}},
+        {"runner": {"kind": "spark"}},
+        {"runner": {"kind": "ray", "address": "not an address"}},
+        {"train": {"rdzv_endpoint": "head node:29400"}},
+        {"train": {"slurm": {"time_limit": "a day"}}},
+        {"train": {"max_steps": 0}},
+    ):
+        assert not is_valid({"config": bad}, schema), bad

@@ -37,6 +37,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from tests.conftest import _free_port, unavailable
@@ -186,6 +187,12 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
         assert refresh.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
         assert refresh.parameters == {"config": {"crawl": {"crawl_id": "latest"}}}
         assert all(d.pull_steps == spec["pull"] for d in deployments.values())
+
+        # a bad form value (runner, launcher, …) is refused by the API before a run exists: enforce_parameter_schema
+        for bad in ({"train": {"launcher": "mpirun"}}, {"runner": {"kind": "spark"}}):
+            with pytest.raises(PrefectHTTPStatusError, match="409") as refused:
+                run_deployment("end-to-end/end-to-end", parameters={"config": bad}, timeout=0)
+            assert "Validation failed" in refused.value.response.text, refused.value.response.text
 
         # The worker runs in the stack's directory, outside the checkout: the pull step (cd $LMPIPE_HOME) finds flows/
         config = {**TINY, "data_root": str(tmp_path / "data"),
