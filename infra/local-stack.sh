@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lmpipe's team stack on one machine, natively (no Docker): the same services as infra/compose.yaml.
 #
-#   infra/local-stack.sh up        # PostgreSQL, Prefect server (auth on) on it, work pools, a process worker, S3, Ray
+#   infra/local-stack.sh up        # PostgreSQL, Prefect server (auth on) on it, work pools and their workers, S3, Ray
 #   . .stack/client.env            # this shell is now a client of it (PREFECT_API_URL, PREFECT_API_AUTH_STRING, …)
 #   prefect deploy --prefect-file deployments/prefect.yaml --all
 #   infra/local-stack.sh status    # what runs, where
@@ -12,7 +12,7 @@
 #
 # Settings (environment):
 #   LMPIPE_STACK_DIR       where the stack keeps its data, logs, pids and env files   (default: <checkout>/.stack)
-#   LMPIPE_STACK_SERVICES  which services to run         (default: "postgres prefect pools worker s3 ray")
+#   LMPIPE_STACK_SERVICES  which services to run         (default: "postgres prefect pools worker gpu-worker s3 ray")
 #   LMPIPE_PG_PORT / LMPIPE_PREFECT_PORT / LMPIPE_S3_PORT / LMPIPE_RAY_PORT     (default: 5433 / 4200 / 9000 / 6380)
 #   LMPIPE_PYTHON          the interpreter with lmpipe installed                     (default: <checkout>/.venv/bin/python)
 #   LMPIPE_PG_BIN          PostgreSQL's bin directory    (default: the newest /usr/lib/postgresql/*/bin; Debian's
@@ -23,7 +23,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${LMPIPE_STACK_DIR:-$REPO/.stack}"
-SERVICES="${LMPIPE_STACK_SERVICES:-postgres prefect pools worker s3 ray}"
+SERVICES="${LMPIPE_STACK_SERVICES:-postgres prefect pools worker gpu-worker s3 ray}"
 PG_PORT="${LMPIPE_PG_PORT:-5433}"
 PREFECT_PORT="${LMPIPE_PREFECT_PORT:-4200}"
 S3_PORT="${LMPIPE_S3_PORT:-9000}"
@@ -152,6 +152,14 @@ up_worker() {
     "$BIN/prefect" worker start --pool lmpipe-cpu --type process
 }
 
+# The training deployment's pool: on a team's GPU node this worker runs there; here it shares the machine (and the
+# train flow falls back to the CPU when there is no GPU).
+up_gpu_worker() {
+  prefect_env
+  spawn worker-gpu env LMPIPE_HOME="$REPO" PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-5}" \
+    "$BIN/prefect" worker start --pool lmpipe-gpu --work-queue training --type process
+}
+
 up_s3() {
   [[ -x "$BIN/moto_server" ]] || die "moto_server not found in $BIN: pip install 'lmpipe[dev]'"
   spawn s3 "$BIN/moto_server" -H 127.0.0.1 -p "$S3_PORT"
@@ -181,6 +189,7 @@ stop_pid() {
 }
 
 down() {
+  stop_pid worker-gpu
   stop_pid worker-cpu
   stop_pid prefect
   stop_pid s3
@@ -200,7 +209,7 @@ down() {
 
 status() {
   local name
-  for name in prefect worker-cpu s3; do
+  for name in prefect worker-cpu worker-gpu s3; do
     if running "$name"; then echo "$name: running (pid $(cat "$STACK/run/$name.pid"))"; else echo "$name: stopped"; fi
   done
   if [[ -f "$PGDATA/PG_VERSION" ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -219,6 +228,7 @@ case "${1:-}" in
     has prefect && up_prefect
     has pools && up_pools
     has worker && up_worker
+    has gpu-worker && up_gpu_worker
     has s3 && up_s3
     has ray && up_ray
     write_client_env

@@ -1,8 +1,9 @@
 """The team stack, for real on 127.0.0.1 (infra/local-stack.sh up): PostgreSQL as the Prefect server's database,
-API auth on, the lmpipe-cpu/lmpipe-gpu work pools, a process worker polling lmpipe-cpu, moto as S3.
+API auth on, the lmpipe-cpu/lmpipe-gpu work pools, a process worker polling each, moto as S3.
 
-Against it: `prefect deploy --prefect-file deployments/prefect.yaml --all`; the end-to-end deployment, triggered
-through the API with a small config, runs on the worker to Completed and its report artifact is readable; PostgreSQL
+Against it: `prefect deploy --prefect-file deployments/prefect.yaml --all`; a bad form value is refused by the API;
+the end-to-end deployment, triggered through the API with a small config, runs on the CPU worker to Completed and its
+report artifact is readable, and the train deployment runs on the GPU pool's worker; PostgreSQL
 holds that flow run (the server really used it); calls without the auth string get 401; every service listens on
 127.0.0.1 only (and so does the temporary server lmpipe starts itself); `lmpipe run` and `lmpipe serve`
 work with the auth string; a failing refresh deployment makes the
@@ -78,7 +79,8 @@ def _script(stack_dir: Path, ports: dict[str, int], command: str) -> subprocess.
     env = {
         **os.environ,
         "LMPIPE_STACK_DIR": str(stack_dir),
-        "LMPIPE_STACK_SERVICES": "postgres prefect pools worker s3",  # the session's Ray cluster is conftest's
+        # both workers, no Ray (the session's Ray cluster is conftest's)
+        "LMPIPE_STACK_SERVICES": "postgres prefect pools worker gpu-worker s3",
         "LMPIPE_PG_PORT": str(ports["pg"]),
         "LMPIPE_PREFECT_PORT": str(ports["prefect"]),
         "LMPIPE_S3_PORT": str(ports["s3"]),
@@ -206,6 +208,17 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
         report = [a for a in artifacts if a.key == "report"]
         assert report and "# lmpipe report" in str(report[0].data) and "final val loss" in str(report[0].data)
     assert (tmp_path / "data" / "report.md").exists()
+
+    # the train deployment goes to lmpipe-gpu's own worker: it trains again on the tokens the run above wrote
+    (tokens,) = {p.parent for p in (tmp_path / "data").glob("*/*/tokenizer.json")}
+    with client_of(stack):
+        params = {"data_dir": str(tokens), "run_dir": str(tmp_path / "retrain"),
+                  "cfg": {"max_steps": 2, "val_every": 1, "warmup_steps": 1, "val_batches": 1}}  # fmt: skip
+        train = wait_for_final(run_deployment("train/train", parameters=params, timeout=0).id, timeout=300)
+    gpu_log = (stack.dir / "logs" / "worker-gpu.log").read_text()[-3000:]
+    assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log}"
+    assert str(train.id) in gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
+    assert json.loads((tmp_path / "retrain" / "summary.json").read_text())["steps"] == 2
     # the server really used PostgreSQL: the run and its final state are rows there
     assert stack.psql(f"SELECT state_type FROM flow_run WHERE id = '{run.id}'") == "COMPLETED"
     assert int(stack.psql("SELECT count(*) FROM task_run WHERE flow_run_id IS NOT NULL")) > 5
@@ -219,6 +232,17 @@ def test_lmpipe_run_and_serve_work_with_the_auth_string(stack: Stack, tmp_path: 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Starting temporary server" not in proc.stdout + proc.stderr  # it used the stack's server, not its own
     assert (tmp_path / "data" / "report.md").exists()
+
+    # the train deployment goes to lmpipe-gpu's own worker: it trains again on the tokens the run above wrote
+    (tokens,) = {p.parent for p in (tmp_path / "data").glob("*/*/tokenizer.json")}
+    with client_of(stack):
+        params = {"data_dir": str(tokens), "run_dir": str(tmp_path / "retrain"),
+                  "cfg": {"max_steps": 2, "val_every": 1, "warmup_steps": 1, "val_batches": 1}}  # fmt: skip
+        train = wait_for_final(run_deployment("train/train", parameters=params, timeout=0).id, timeout=300)
+    gpu_log = (stack.dir / "logs" / "worker-gpu.log").read_text()[-3000:]
+    assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log}"
+    assert str(train.id) in gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
+    assert json.loads((tmp_path / "retrain" / "summary.json").read_text())["steps"] == 2
     completed = stack.psql("SELECT count(*) FROM flow_run f JOIN flow ON f.flow_id = flow.id "
                            "WHERE flow.name = 'end-to-end' AND f.state_type = 'COMPLETED'")  # fmt: skip
     assert int(completed) >= 2  # the deployment's run (test above) and this one
