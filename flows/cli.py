@@ -230,7 +230,8 @@ def task(
     annotate_only: Annotated[bool, typer.Option("--annotate-only", help="filter/dedup/pii: drop nothing.")] = False,
     vocab_size: Annotated[int | None, typer.Option(help="tokenize: vocabulary size.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="train: optimizer steps.")] = None,
-    preset: Annotated[str | None, typer.Option(help="train: tiny | gpt2-124m.")] = None,
+    preset: Annotated[str | None, typer.Option(help="train: tiny | gpt2-124m | gpt2-350m | gpt-1b.")] = None,
+    launcher: Annotated[str | None, typer.Option(help="train: local | torchrun | slurm (how the ranks start).")] = None,
     limit: Annotated[int | None, typer.Option(help="Process at most this many documents of each input.")] = None,
     direct: Annotated[bool, typer.Option("--direct", help="Call the pipelines function, no Prefect.")] = False,
 ) -> None:
@@ -244,7 +245,7 @@ def task(
         annotating = ", ".join(s.name for s in registry.all_stages() if s.annotates)
         _fail(f"--annotate-only applies to {annotating}, not {stage}")
     overrides = _task_overrides(
-        set_, annotate_only=annotate_only, vocab_size=vocab_size, max_steps=max_steps, preset=preset
+        set_, annotate_only=annotate_only, vocab_size=vocab_size, max_steps=max_steps, preset=preset, launcher=launcher
     )
     try:
         cfg = C.load_config(spec.config, config, overrides)

@@ -8,6 +8,7 @@ are separated by the end-of-text token, and windows may span document boundaries
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 def find_shards(data_dir: str | Path, split: str) -> list[Path]:
-    """``{split}_*.bin`` in data_dir, in index order; raises if there are none."""
-    shards = sorted(Path(data_dir).glob(f"{split}_*.bin"))
+    """The ``split`` token shards of data_dir, in index order: those its meta.json lists (the tokenize stage's
+    record: a leftover .bin of an earlier run is not trained on, a listed one that is missing is an error), else
+    ``{split}_*.bin``; raises if there are none."""
+    data_dir = Path(data_dir)
+    meta_path = data_dir / "meta.json"
+    if meta_path.is_file():
+        try:
+            listed = [e["file"] for e in json.loads(meta_path.read_text())["shards"] if e["split"] == split]
+        except (ValueError, KeyError, TypeError) as e:
+            raise TokenShardError(f"{meta_path}: not a tokenize meta.json ({e})") from e
+        shards = [data_dir / name for name in listed]
+        missing = [p.name for p in shards if not p.is_file()]
+        if missing:
+            raise TokenShardError(f"{meta_path}: lists {', '.join(missing)}, not in {data_dir}")
+        unlisted = sorted({p.name for p in data_dir.glob(f"{split}_*.bin")} - set(listed))
+        if unlisted:
+            logger.warning("%s: %s not listed in meta.json: not trained on", data_dir, ", ".join(unlisted))
+    else:
+        shards = sorted(data_dir.glob(f"{split}_*.bin"))
     if not shards:
         raise TokenShardError(f"{data_dir}: no {split}_*.bin token shards")
     return shards

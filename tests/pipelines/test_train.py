@@ -242,6 +242,20 @@ def test_window_dataset_train_is_seeded_resumable_and_rank_disjoint(tmp_path: Pa
     assert (starts < 1000).any() and (starts >= 1000).any()
 
 
+def test_shards_are_those_meta_json_lists(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("train_00000.bin", "train_00001.bin", "val_00000.bin"):
+        write_token_bin(tmp_path / name, np.arange(100), vocab_size=500)
+    assert [p.name for p in find_shards(tmp_path, "train")] == ["train_00000.bin", "train_00001.bin"]  # no meta
+    shards = [{"file": "train_00000.bin", "split": "train"}, {"file": "val_00000.bin", "split": "val"}]
+    (tmp_path / "meta.json").write_text(json.dumps({"shards": shards}))
+    with caplog.at_level(logging.WARNING, logger="pipelines.train"):
+        assert find_shards(tmp_path, "train") == [tmp_path / "train_00000.bin"]  # a leftover is not trained on
+    assert any("train_00001.bin not listed in meta.json" in r.getMessage() for r in caplog.records)
+    (tmp_path / "train_00000.bin").unlink()
+    with pytest.raises(TokenShardError, match=r"meta.json: lists train_00000.bin, not in"):
+        find_shards(tmp_path, "train")
+
+
 def test_window_dataset_val_is_sequential_and_split_over_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_token_bin(tmp_path / "val_00000.bin", np.arange(100), vocab_size=2000)
     ds = TokenWindowDataset([tmp_path / "val_00000.bin"], block_size=10, batch_size=4, train=False)

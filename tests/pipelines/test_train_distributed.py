@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,16 +150,46 @@ def held_out_loss(run_dir: Path, data_dir: Path) -> float:
     return float(loss)
 
 
-def test_two_processes_resumed_on_one_train_on_the_same_batches(
+def processes_of(run_dir: Path) -> list[int]:
+    """PIDs whose command line names ``run_dir`` (the training's ranks and their launcher)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(run_dir).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def kill_after_first_checkpoint(tokens: Path, run_dir: Path, cfg: object, home: Path) -> None:
+    """``lmpipe task train --direct`` on 2 processes, SIGKILLed as soon as its first checkpoint is written; returns
+    once none of its processes is left (the ranks stop when the launcher's stdin pipe closes)."""
+    fields = cfg.model_dump(mode="json", exclude_defaults=True)
+    sets = [a for k, v in fields.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [str(BIN / "lmpipe"), "task", "train", "--direct", "--data", str(tokens), "--output", str(run_dir), *sets]
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt, deadline = run_dir / "checkpoints" / "last.ckpt", time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the training ended before the kill"
+    while processes_of(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_of(run_dir), "ranks outlived the killed lmpipe"
+
+
+def test_two_processes_killed_and_resumed_on_one_train_on_the_same_batches(
     ddp_run: tuple[Path, list[str]],
     tokens_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """2 processes for 5 steps, stopped, resumed on 1 process with accumulate_grad_batches=2 (the same global
-    batch): the lineage trains on exactly the uninterrupted run's global batches, none repeated, none skipped, and
-    ends at the same model."""
+    """2 processes, killed (-9) after the checkpoint of step 5, resumed on 1 process with accumulate_grad_batches=2
+    (the same global batch): the lineage trains on exactly the uninterrupted run's global batches, none repeated,
+    none skipped, and ends at the same model."""
     run_dir = tmp_path / "run"
-    run_train(tokens_dir, run_dir, ddp_config(strategy="ddp", devices=2), limit=VAL_EVERY)
+    kill_after_first_checkpoint(tokens_dir, run_dir, ddp_config(strategy="ddp", devices=2), tmp_path / "prefect")
     stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["TokenDataModule"]
     assert stopped["global_batches_consumed"] == 2 * VAL_EVERY and stopped["world_size"] == 2
 
