@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
-from pipelines.shards import sha256_file, write_table
+from pipelines.shards import publishing, sha256_file, write_table
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -84,10 +84,11 @@ def write_token_bin(path: str | Path, tokens: np.ndarray, vocab_size: int) -> No
     if len(tokens) and (tokens.min() < 0 or tokens.max() >= max(vocab_size, 1)):
         raise ValueError(f"{path}: token ids must lie in [0, {vocab_size})")
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(shard_header(len(tokens), dtype).tobytes())
-        f.write(tokens.astype(dtype, copy=False).tobytes())
-    os.replace(tmp, path)
+    with publishing(str(path), tmp, lambda: Path(tmp).unlink(missing_ok=True)):  # a full disk: DiskFullError(path)
+        with open(tmp, "wb") as f:
+            f.write(shard_header(len(tokens), dtype).tobytes())
+            f.write(tokens.astype(dtype, copy=False).tobytes())
+        os.replace(tmp, path)
 
 
 def read_header(path: str | Path) -> tuple[int, int, int, np.dtype]:
@@ -307,6 +308,25 @@ class TokenShardWriter:
         else:
             info.documents = int(pc.sum(pc.equal(lineage["doc_start"], 0)).as_py() or 0)
         self.shards.append(info)
+
+    @property
+    def current_path(self) -> Path:
+        """The .bin shard being written (the next one when none is open)."""
+        return self._path(len(self.shards))
+
+    def abort(self) -> None:
+        """After a failed write: close and remove the open .bin and Parquet tmp files (errors ignored)."""
+        if self._file is not None:
+            self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
+            self._file = None
+        for writer, tmp, _ in self._parquet.values():
+            try:
+                writer.close()
+            except OSError:
+                pass
+            Path(tmp).unlink(missing_ok=True)
+        self._parquet.clear()
 
     def close(self) -> list[ShardInfo]:
         """Write the last (partial) shard; return every shard written."""

@@ -51,6 +51,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 from pipelines import CODE_VERSION
 from pipelines.config import TokenizeConfig
+from pipelines.errors import DISK_FULL_ERRNOS, DiskFullError
 from pipelines.registry import Call
 from pipelines.shards import (
     Manifest,
@@ -59,6 +60,7 @@ from pipelines.shards import (
     atomic_write_bytes,
     config_hash,
     fingerprint,
+    free_bytes,
     sha256_file,
     shard_id,
 )
@@ -494,14 +496,23 @@ def pack_shards(encoded: list[str], out: Path, vocab: int, cfg: TokenizeConfig) 
     sinks: dict[str, Any] = (
         {s: _Spool(out / f".spool-{s}", dtype) for s in SPLITS} if cfg.shuffle_seed is not None else writers
     )
-    for path in encoded:
-        for split, batch in _replay(path, out, dtype):
-            sinks[split].add(batch)
-    if cfg.shuffle_seed is not None:
-        for split in SPLITS:
-            for batch in sinks[split].replay(cfg.shuffle_seed):
-                writers[split].add(batch)
-    return [info for s in SPLITS for info in writers[s].close()]
+    split = SPLITS[0]
+    try:
+        for path in encoded:
+            for split, batch in _replay(path, out, dtype):
+                sinks[split].add(batch)
+        if cfg.shuffle_seed is not None:
+            for split in SPLITS:
+                for batch in sinks[split].replay(cfg.shuffle_seed):
+                    writers[split].add(batch)
+        return [info for split in SPLITS for info in writers[split].close()]
+    except OSError as e:
+        for writer in writers.values():
+            writer.abort()
+        if isinstance(e, DiskFullError) or e.errno not in DISK_FULL_ERRNOS:
+            raise
+        target = str(writers[split].current_path)  # the shard being written when the disk filled up
+        raise DiskFullError(target, free_bytes(target), e) from e
 
 
 def _record_manifest(out: Path, shards: list[ShardInfo], chash: str, inputs: list[str]) -> None:

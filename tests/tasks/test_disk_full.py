@@ -114,3 +114,48 @@ def test_write_table_and_atomic_write_bytes_on_a_full_disk(small_disk: Path) -> 
         atomic_write_bytes(manifest, b"x" * (4 * LEFT_FREE))
     assert err.value.free_bytes is not None and err.value.free_bytes <= LEFT_FREE + 4096
     assert not manifest.exists() and leftovers(target.parent) == ["shard.parquet"]
+
+
+@pytest.mark.timeout(300)
+def test_tokenize_on_a_full_disk_names_the_file_and_leaves_no_partial_shard(small_disk: Path, tmp_path: Path) -> None:
+    """The tokenize stage's own writers (the tokenizer, the .bin token shards with their Parquet side files):
+    DiskFullError naming a file of the output directory, no ``.tmp-`` file left; after space is freed the rerun
+    writes what a run on a roomy disk writes."""
+    from pipelines.config import TokenizeConfig
+    from pipelines.token_shards import write_token_bin
+    from pipelines.tokenizer import run_tokenize
+    from tests.pipelines.test_train import make_documents
+
+    docs = make_documents(3000, seed=3)
+    src = tmp_path / "docs.parquet"
+    write_table(pa.table({"id": [f"d{i}" for i in range(len(docs))], "text": docs}), src)
+    cfg = TokenizeConfig(vocab_size=400, shard_tokens=1_000_000, parquet_tokens=False)  # one ~300 kB train .bin
+    reference = run_tokenize([str(src)], str(tmp_path / "normal"), cfg)
+
+    shard = small_disk / "single" / "train_00000.bin"
+    shard.parent.mkdir()
+    filler = fill(small_disk, LEFT_FREE)
+    with pytest.raises(DiskFullError, match=f"^{shard}: No space left on device"):
+        write_token_bin(shard, [i % 400 for i in range(20_000)], vocab_size=400)
+    assert leftovers(shard.parent) == []
+    filler.unlink()
+
+    out = small_disk / "tokens"
+    # room for everything but the .bin token shards, and 64 kB of those: the disk fills up in the middle of one
+    sizes = {
+        p.relative_to(tmp_path / "normal"): p.stat().st_size for p in (tmp_path / "normal").rglob("*") if p.is_file()
+    }
+    bins = sum(n for p, n in sizes.items() if p.suffix == ".bin")
+    filler = fill(small_disk, sum(sizes.values()) - bins + (64 << 10))
+    with pytest.raises(DiskFullError) as err:
+        run_tokenize([str(src)], str(out), cfg)
+    failed = Path(err.value.filename)
+    assert failed.parent == out and failed.suffix == ".bin", err.value  # a token shard, named
+    assert "No space left on device" in str(err.value), err.value
+    assert not [p for p in leftovers(out) if ".tmp-" in p], leftovers(out)
+    assert not (out / "meta.json").exists()  # the output never counts as done
+    filler.unlink()
+    rerun = run_tokenize([str(src)], str(out), cfg)
+    assert rerun.tokens == reference.tokens > 0
+    for name in sorted(p.name for p in (tmp_path / "normal").glob("*.bin")):
+        assert (out / name).read_bytes() == (tmp_path / "normal" / name).read_bytes(), name
