@@ -121,7 +121,7 @@ def _texts(path: str, rows: int, batch: int):  # noqa: ANN202  (yields lists of 
             yield texts
 
 
-def _verified(edges: np.ndarray, inputs: list[str], offsets: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+def verified_edges(edges: np.ndarray, inputs: list[str], offsets: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     """Keep the candidate pairs whose exact shingle Jaccard reaches ``cfg.jaccard_threshold``."""
     needed = np.unique(edges)
     sets: dict[int, set[bytes]] = {}
@@ -465,7 +465,7 @@ def run_clusters(inputs: list[str], output: str, cfg: DedupConfig, *, limit: int
     edges = union_edges([np.load(p) for p in pair_files], keys.n)
     candidates = len(edges)
     if cfg.jaccard_check and len(edges):
-        edges = _verified(edges, sources, keys.offsets, cfg)
+        edges = verified_edges(edges, sources, keys.offsets, cfg)
     index = band_index(cfg)
     parts = band_partitions(signatures, out_dir / "_bands", cfg) if index is not None else None
     dec = decide_duplicates(parts, keys, candidates, edges, index, cfg)

@@ -415,7 +415,9 @@ class PIIScrubber:
                     if any(s <= a + start < e for s, e in runs):
                         yield a + start, a + end, score
 
-    def find_batch(self, texts: Sequence[str | None], *, prefilter: bool = True) -> list[list[Span]]:
+    def find_batch(
+        self, texts: Sequence[str | None], *, prefilter: bool = True, languages: Sequence[str | None] | None = None
+    ) -> list[list[Span]]:
         """PII spans of each text (None and '' have none), policy applied and overlaps resolved, sorted by start."""
         found: list[list[Span]] = [[] for _ in texts]
         for detector in self.detectors:

@@ -32,11 +32,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from tokenizers import Tokenizer
 
 from pipelines.config import TrainConfig
 from pipelines.errors import NonFiniteLossError
+from pipelines.shards import publishing
 from pipelines.tokenizer import TokenShardError
 from pipelines.train import BAD_INPUT_EXIT_CODE, NONFINITE_LOSS_EXIT_CODE
 from pipelines.train.data import TokenDataModule, unigram_entropy
@@ -245,6 +247,24 @@ def plot_loss_curve(rows: list[dict[str, float]], baseline: float, path: Path) -
     plt.close(fig)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a tmp file beside the final name, then renamed: a kill mid-save leaves the previous
+    last.ckpt whole. (Lightning's default writes through an fsspec transaction whose tmp file is in the system tmp
+    directory; when that is another filesystem than the run directory, the final move is a copy, and a kill in the
+    middle of it leaves a truncated last.ckpt.) A full disk raises DiskFullError naming the checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with publishing(str(path), str(tmp), lambda: tmp.unlink(missing_ok=True)):
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+
 def build_trainer(cfg: TrainConfig, run_dir: Path, max_steps: int, callbacks: list[Callback]) -> L.Trainer:
     """The Trainer of a run: devices, strategy, precision, clipping and accumulation from cfg; CSV + TensorBoard logs.
 
@@ -269,6 +289,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, max_steps: int, callbacks: li
         log_every_n_steps=min(10, cfg.val_every),
         logger=loggers,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=False,
         enable_model_summary=False,  # a rich table on stdout; the run logs one line with the same facts
         default_root_dir=run_dir,

@@ -242,6 +242,32 @@ def test_window_dataset_train_is_seeded_resumable_and_rank_disjoint(tmp_path: Pa
     assert (starts < 1000).any() and (starts >= 1000).any()
 
 
+def test_checkpoints_are_written_beside_their_final_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AtomicCheckpointIO: never the system tmp directory (another filesystem makes Lightning's final move a copy,
+    which a kill can cut short), no tmp file left, the previous checkpoint whole until the new one replaces it."""
+    import tempfile
+
+    from pipelines.train.run import AtomicCheckpointIO
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))  # any use of it would fail
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+    io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert torch.load(path, weights_only=True)["global_step"] == 2
+
+    def interrupted(obj: object, f: object) -> None:
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # a kill in the middle of torch.save
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 3}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert torch.load(path, weights_only=True)["global_step"] == 2
+
+
 def test_shards_are_those_meta_json_lists(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("train_00000.bin", "train_00001.bin", "val_00000.bin"):
         write_token_bin(tmp_path / name, np.arange(100), vocab_size=500)
