@@ -14,6 +14,7 @@
 #   LMPIPE_STACK_DIR       where the stack keeps its data, logs, pids and env files   (default: <checkout>/.stack)
 #   LMPIPE_STACK_SERVICES  which services to run         (default: "postgres prefect pools worker gpu-worker s3 ray")
 #   LMPIPE_PG_PORT / LMPIPE_PREFECT_PORT / LMPIPE_S3_PORT / LMPIPE_RAY_PORT     (default: 5433 / 4200 / 9000 / 6380)
+#   LMPIPE_RAY_DASHBOARD_PORT / LMPIPE_RAY_CLIENT_PORT / LMPIPE_RAY_AGENT_PORT  (default: 8266 / 6381 / 52366)
 #   LMPIPE_PYTHON          the interpreter with lmpipe installed                     (default: <checkout>/.venv/bin/python)
 #   LMPIPE_PG_BIN          PostgreSQL's bin directory    (default: the newest /usr/lib/postgresql/*/bin; Debian's
 #                          `apt-get install postgresql`)
@@ -28,6 +29,9 @@ PG_PORT="${LMPIPE_PG_PORT:-5433}"
 PREFECT_PORT="${LMPIPE_PREFECT_PORT:-4200}"
 S3_PORT="${LMPIPE_S3_PORT:-9000}"
 RAY_PORT="${LMPIPE_RAY_PORT:-6380}"
+RAY_DASHBOARD_PORT="${LMPIPE_RAY_DASHBOARD_PORT:-8266}"
+RAY_CLIENT_PORT="${LMPIPE_RAY_CLIENT_PORT:-6381}"  # outside Ray's worker port range (10002-19999)
+RAY_AGENT_PORT="${LMPIPE_RAY_AGENT_PORT:-52366}"  # the dashboard agent's HTTP port (Ray's default 52365 + 1)
 PY="${LMPIPE_PYTHON:-$REPO/.venv/bin/python}"
 BIN="$(dirname "$PY")"
 PGDATA="$STACK/postgres"
@@ -166,13 +170,15 @@ up_s3() {
   wait_for "s3 (moto)" 30 curl -fsS "http://127.0.0.1:$S3_PORT/moto-api/"
 }
 
+# `ray start --block` stays in the foreground and takes its processes down when it is stopped: `down` stops this
+# stack's Ray head only (a plain `ray stop` would stop every Ray instance on the machine).
 up_ray() {
   [[ -x "$BIN/ray" ]] || die "ray not found in $BIN: pip install 'lmpipe[ray]'"
-  if [[ -f "$STACK/run/ray.started" ]]; then log "ray already started"; return; fi
-  "$BIN/ray" start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --dashboard-host 127.0.0.1 \
-    --disable-usage-stats >>"$STACK/logs/ray.log" 2>&1
-  touch "$STACK/run/ray.started"
-  log "ray head on 127.0.0.1:$RAY_PORT"
+  spawn ray env RAY_USAGE_STATS_ENABLED=0 "$BIN/ray" start --head --block --node-ip-address 127.0.0.1 \
+    --port "$RAY_PORT" --dashboard-host 127.0.0.1 --dashboard-port "$RAY_DASHBOARD_PORT" \
+    --ray-client-server-port "$RAY_CLIENT_PORT" --dashboard-agent-listen-port "$RAY_AGENT_PORT" --disable-usage-stats
+  wait_for "ray" 90 "$BIN/ray" status --address "127.0.0.1:$RAY_PORT"
+  log "ray head on 127.0.0.1:$RAY_PORT (client ray://127.0.0.1:$RAY_CLIENT_PORT)"
 }
 
 stop_pid() {
@@ -193,11 +199,7 @@ down() {
   stop_pid worker-cpu
   stop_pid prefect
   stop_pid s3
-  if [[ -f "$STACK/run/ray.started" ]]; then
-    "$BIN/ray" stop >>"$STACK/logs/ray.log" 2>&1 || true
-    rm -f "$STACK/run/ray.started"
-    log "ray stopped"
-  fi
+  stop_pid ray
   if [[ -f "$PGDATA/PG_VERSION" ]]; then
     local bin; bin="$(pg_bin)"
     if as_pg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -209,7 +211,7 @@ down() {
 
 status() {
   local name
-  for name in prefect worker-cpu worker-gpu s3; do
+  for name in prefect worker-cpu worker-gpu s3 ray; do
     if running "$name"; then echo "$name: running (pid $(cat "$STACK/run/$name.pid"))"; else echo "$name: stopped"; fi
   done
   if [[ -f "$PGDATA/PG_VERSION" ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -217,7 +219,6 @@ status() {
   else
     echo "postgres: stopped"
   fi
-  if [[ -f "$STACK/run/ray.started" ]]; then echo "ray: started (127.0.0.1:$RAY_PORT)"; else echo "ray: stopped"; fi
 }
 
 case "${1:-}" in
