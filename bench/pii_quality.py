@@ -9,6 +9,9 @@ Two sources, scored as documented in ``score_presidio_cases`` and ``score_datatr
   because these cases label private addresses as IPs too.
 - datatrove's PIIFormatter test (pii_removal_input_output.json): the spans datatrove's own PIIFormatter replaces in
   the input are the gold e-mails and public IPs, run with lmpipe's default policy (public IPs only).
+A third source is made here, not read: the fresh Faker set of bench/pii_fresh_set.py (``--fresh N`` sentences per
+type and split, dev and heldout), scored span-level by ``score_fresh`` for lmpipe and for presidio's default
+recognizers alone (``presidio_alone_found``).
 tests/pipelines/test_pii.py holds lmpipe to the acceptance figures with these same scorers.
 """
 
@@ -18,13 +21,15 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
 from bench.markdown import replace_section
+from bench.pii_fresh_set import ENTITIES as FRESH_ENTITIES
+from bench.pii_fresh_set import Example, generate
 from pipelines.config import PIIConfig, PIIEntity
-from pipelines.pii import find_pii, recognizers
+from pipelines.pii import PIIScrubber, find_pii, recognizers
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pii"
 PRESIDIO_CASES = "presidio-analyzer-cases/presidio_recognizer_cases.jsonl"
@@ -181,7 +186,121 @@ def quality_table(data: Path = DEFAULT_DATA) -> list[Score]:
     return rows
 
 
-def markdown(rows: list[Score], command: str) -> str:
+# ---------------------------------------------------------------------------------------------------------------
+# The fresh Faker set (bench/pii_fresh_set.py)
+
+Found = list[list[tuple[str, int, int]]]  # per sentence: (entity, start, end) of each detected span
+
+
+@dataclass
+class FreshScore:
+    """Span-level counts on one split for one detector: recall per type, precision over every detection."""
+
+    detector: str
+    split: str
+    sentences: int = 0
+    tp: Counter[str] = field(default_factory=Counter)  # gold spans found, per type
+    fn: Counter[str] = field(default_factory=Counter)
+    hits: int = 0  # detections that overlap a gold span of their own type
+    fp: Counter[str] = field(default_factory=Counter)  # other detections, per detected type
+
+    def recall(self, entity: str) -> float:
+        """Share of ``entity``'s gold spans found (1.0 when there are none)."""
+        n = self.tp[entity] + self.fn[entity]
+        return self.tp[entity] / n if n else 1.0
+
+    @property
+    def precision(self) -> float:
+        n = self.hits + sum(self.fp.values())
+        return self.hits / n if n else 1.0
+
+
+def score_fresh(examples: list[Example], found: Found, detector: str, split: str) -> FreshScore:
+    """A gold span is found when a detected span of its type overlaps it; a detection that overlaps no gold span of
+    its own type (on a negative sentence, or of the wrong type) is a false positive."""
+    score = FreshScore(detector, split, sentences=len(examples))
+    for ex, spans in zip(examples, found, strict=True):
+        for entity, a, b in ex.gold:
+            hit = any(e == entity and s < b and a < t for e, s, t in spans)
+            score.tp[entity] += hit
+            score.fn[entity] += not hit
+        for e, s, t in spans:
+            if any(e == entity and s < b and a < t for entity, a, b in ex.gold):
+                score.hits += 1
+            else:
+                score.fp[e] += 1
+    return score
+
+
+def lmpipe_found(examples: list[Example], cfg: PIIConfig | None = None) -> Found:
+    """lmpipe's default PIIConfig (every default pattern type runs, so any of them can be a false positive), each
+    sentence with its language, as run_pii passes a document's ``language`` column."""
+    scrubber = PIIScrubber(cfg or PIIConfig())
+    spans = scrubber.find_batch([ex.text for ex in examples], languages=[ex.language for ex in examples])
+    return [[(s.entity, s.start, s.end) for s in row] for row in spans]
+
+
+def presidio_alone_found(examples: list[Example]) -> Found:
+    """presidio-analyzer's default recognizers for the five types, each called on the whole text with its defaults
+    (phone regions, leniency, patterns); every result with a score > 0 counts, as AnalyzerEngine's default
+    threshold keeps. The e-mail recognizer's tldextract reads the suffix list bundled in its wheel (no network)."""
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+    )
+
+    from pipelines.pii import _offline_tld_extractor
+
+    class OfflineSuffixEmail(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return _offline_tld_extractor()(pattern_text).fqdn != ""
+
+    recognizers_ = [CreditCardRecognizer(), IbanRecognizer(), IpRecognizer(), PhoneRecognizer(), OfflineSuffixEmail()]
+    found: Found = []
+    for ex in examples:
+        row = []
+        for rec in recognizers_:
+            for r in rec.analyze(ex.text, entities=rec.supported_entities, nlp_artifacts=None):
+                if r.score > 0:
+                    row.append((r.entity_type, r.start, r.end))
+        found.append(row)
+    return found
+
+
+def fresh_table(n: int, splits: tuple[str, ...] = ("dev", "heldout")) -> list[FreshScore]:
+    """lmpipe and presidio alone on each split of the fresh set, ``n`` positives per type and ``n`` negatives."""
+    rows = []
+    for split in splits:
+        examples = generate(split, n)
+        rows.append(score_fresh(examples, lmpipe_found(examples), "lmpipe", split))
+        rows.append(score_fresh(examples, presidio_alone_found(examples), "presidio alone", split))
+    return rows
+
+
+def fresh_markdown(rows: list[FreshScore], n: int) -> list[str]:
+    """The fresh-set table's Markdown lines: per split and detector, recall per type, precision, FPs by type."""
+    lines = [
+        "",
+        f"## Fresh Faker set (bench/pii_fresh_set.py): {n} sentences per type + {n} without PII, per split",
+        "",
+        "Span-level: a value counts as found when a detected span of its type overlaps it; precision over every "
+        "detected span (all of lmpipe's default types), negatives included. dev was looked at while tuning; "
+        "heldout (other seed, templates and locales) only at the end.",
+        "",
+        "| split | detector | " + " | ".join(f"{e} R" for e in FRESH_ENTITIES) + " | precision | FP by type |",
+        "|---|---|" + "---:|" * (len(FRESH_ENTITIES) + 1) + "---|",
+    ]
+    for r in rows:
+        recalls = " | ".join(f"{r.recall(e):.3f}" for e in FRESH_ENTITIES)
+        fps = ", ".join(f"{e} {k}" for e, k in sorted(r.fp.items())) or "none"
+        lines.append(f"| {r.split} | {r.detector} | {recalls} | {r.precision:.3f} | {fps} |")
+    return lines
+
+
+def markdown(rows: list[Score], command: str, fresh: list[str] | None = None) -> str:
     counts = Counter(c["entity"] for c in presidio_cases())
     unsupported = sorted(e for e in counts if e not in PATTERN_ENTITIES)
     lines = [
@@ -204,6 +323,7 @@ def markdown(rows: list[Score], command: str) -> str:
         f"Not scored: presidio cases for types lmpipe does not run ({', '.join(unsupported)}: weak patterns "
         "without a checksum); phone cases for a non-default leniency "
         f"({sum(r.skipped for r in rows if r.source == 'presidio')}).",
+        *(fresh or []),
         SECTION_END,
     ]
     return "\n".join(lines)
@@ -213,10 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the pii/ folder of ../shared/data")
     parser.add_argument("--write", type=Path, help="replace the PII quality section of this Markdown file")
+    parser.add_argument("--fresh", type=int, default=400, help="fresh-set sentences per type and split (0: none)")
+    parser.add_argument("--split", choices=("dev", "heldout", "both"), default="both", help="fresh-set split(s)")
     args = parser.parse_args(argv)
     rows = quality_table(args.data)
     command = ".venv/bin/python bench/pii_quality.py" + (f" --write {args.write}" if args.write else "")
-    section = markdown(rows, command)
+    splits = ("dev", "heldout") if args.split == "both" else (args.split,)
+    fresh = fresh_markdown(fresh_table(args.fresh, splits), args.fresh) if args.fresh else None
+    section = markdown(rows, command, fresh)
     print(section)
     if args.write:
         replace_section(args.write, section, SECTION_START, SECTION_END)

@@ -26,9 +26,13 @@ same spans on real text.
 
 Policy on top of presidio, against false positives on web text: spans need ``score >= min_score``; with
 ``public_ips_only`` (FineWeb's policy) an IP that is not globally routable (private, loopback, link-local, multicast,
-reserved, unspecified, documentation) is not PII; a 16-digit "card" starting with 1 is a run of years
-(``is_card_number``); a phone number has at least ``MIN_PHONE_DIGITS`` digits joined by phone punctuation and is
-neither an IP literal nor a date or a year range (``is_phone_number``). E-mail uses FineWeb's address regex
+reserved, unspecified, documentation) is not PII; a Luhn-valid "card" outside the card networks' issuer ranges and
+lengths (a run of years, an order number) is not a card (``is_card_number``); a phone number has at least
+``MIN_PHONE_DIGITS`` digits joined by phone punctuation, is neither an IP literal nor a date or a year range
+(``is_phone_number``), nor an ISBN, version, price, fragment of a longer identifier, or bare digit run without a
+phone word near it (``is_phone_in_context``). pipelines/pii_recognizers.py says how presidio's card, IBAN, IP and
+phone recognizers are configured (all card brands and lengths, lower-case IBANs, phone numbers read in the regions
+of the text's ``language`` column and, with '+', in any country). E-mail uses FineWeb's address regex
 (datatrove's PIIFormatter) as its pattern, so lmpipe scrubs exactly the addresses FineWeb scrubs. Overlapping spans
 keep the higher score, then the longer span.
 
@@ -56,6 +60,14 @@ import tldextract
 from pipelines.config import PIIConfig
 from pipelines.documents import BatchResult, run_documents
 from pipelines.errors import ConfigError
+from pipelines.pii_recognizers import (
+    CARD_CANDIDATE,
+    PhonePasses,
+    card_recognizer,
+    iban_recognizer,
+    ip_recognizer,
+    is_card_brand,
+)
 from pipelines.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -99,6 +111,20 @@ FINEWEB_EMAIL = (
     r"01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?|[A-Za-z0-9-]*[A-Za-z0-9]:)])"
 )
 _FINEWEB_EMAIL = re.compile(FINEWEB_EMAIL)
+ISBN_LABEL = re.compile(r"\bISBN(?:-1[03])?:?\s*$", re.IGNORECASE)
+VERSION_LABEL = re.compile(r"\b(?:v|version|release|build|rev|revision)\.?:?\s*$", re.IGNORECASE)
+CURRENCY_BEFORE = re.compile(r"[$€£¥₹]\s?$")
+CURRENCY_AFTER = re.compile(r"\s?(?:[$€£¥₹]|(?:EUR|USD|GBP|CHF|JPY|PLN|SEK|NOK|DKK|CZK|kr|zł|Kč|Ft)\b)")
+# Words that make a bare run of digits a phone number (presidio's PhoneRecognizer context, less 'number', which
+# order and account numbers share, and the same words in the languages lmpipe keeps most).
+PHONE_CONTEXT = re.compile(
+    r"\b(?:t[eé]l|phone|mobile?|cell|call|fax|whatsapp|sms|contact|ring|dial|hotline|handy|m[oó]vil|celular"
+    r"|portable|cellulare|kom[oó]rk|電話|携帯)",
+    re.IGNORECASE,
+)
+PHONE_CONTEXT_CHARS = 40  # how far before or after a bare digit run its context word may be
+# an ISBN-10 or -13 written with hyphens: 4 or 5 groups, the last one the check digit
+ISBN_SHAPE = re.compile(r"(?:97[89]-)?\d{1,5}-\d{1,7}-\d{1,7}-[\dXx]")
 
 SPAN_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
 COUNTS_TYPE = pa.list_(pa.struct([("entity", pa.string()), ("count", pa.int32())]))
@@ -171,12 +197,8 @@ def _email_recognizer() -> Any:
 def _pattern_factories(phone_regions: tuple[str, ...]) -> dict[str, Callable[[], Any]]:
     # presidio imports spaCy at package import: keep that out of `import pipelines.pii`.
     from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
         CryptoRecognizer,
-        IbanRecognizer,
-        IpRecognizer,
         MacAddressRecognizer,
-        PhoneRecognizer,
         UkNinoRecognizer,
         UrlRecognizer,
         UsSsnRecognizer,
@@ -184,10 +206,10 @@ def _pattern_factories(phone_regions: tuple[str, ...]) -> dict[str, Callable[[],
 
     return {
         "EMAIL_ADDRESS": _email_recognizer,
-        "PHONE_NUMBER": lambda: PhoneRecognizer(supported_regions=list(phone_regions)),
-        "IP_ADDRESS": IpRecognizer,
-        "CREDIT_CARD": CreditCardRecognizer,
-        "IBAN_CODE": IbanRecognizer,
+        "PHONE_NUMBER": lambda: PhonePasses(phone_regions),
+        "IP_ADDRESS": ip_recognizer,
+        "CREDIT_CARD": card_recognizer,
+        "IBAN_CODE": iban_recognizer,
         "US_SSN": UsSsnRecognizer,
         "CRYPTO": CryptoRecognizer,
         "MAC_ADDRESS": MacAddressRecognizer,
@@ -215,12 +237,11 @@ class Detector:
 CANDIDATES: dict[str, tuple[re.Pattern[str], str]] = {
     "EMAIL_ADDRESS": (re.compile("@"), "token"),
     "PHONE_NUMBER": (PHONE_DIGITS, "phone"),
-    # presidio: 4 digits, optional '-' or ' ', then 3-4 digits ...
-    "CREDIT_CARD": (re.compile(r"\d{4}[- ]?\d{3}"), "text"),
+    "CREDIT_CARD": (CARD_CANDIDATE, "text"),
     # presidio: 3 digits, optional separator, 2 digits ... (every SSN pattern starts that way)
     "US_SSN": (re.compile(r"\d{3}[- .]?\d{2}"), "text"),
-    # presidio's IBAN regex is case-sensitive: country code + check digits.
-    "IBAN_CODE": (re.compile(r"[A-Z]{2}[0-9]{2}"), "text"),
+    # country code + check digits, in either case (pipelines/pii_recognizers.py matches lower-case IBANs too).
+    "IBAN_CODE": (re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE), "text"),
     # the last three octets of a dotted IPv4 (also inside mapped/embedded IPv6), the '::' of every compressed IPv6,
     # or 6 groups between colons of a full 8-group IPv6.
     "IP_ADDRESS": (re.compile(r"\.\d{1,3}\.\d{1,3}\.\d|::|:(?:[0-9a-fA-F]{1,4}:){6}"), "token"),
@@ -287,10 +308,10 @@ def is_public_ip(value: str) -> bool:
 
 
 def is_card_number(value: str) -> bool:
-    """False for a 16-digit number starting with 1, which presidio's card pattern admits for UATP (whose cards have
-    15 digits): on the web these are runs of years such as ``1996 1997 1998 1999``, one in ten of which passes Luhn."""
-    digits = re.sub(r"\D", "", value)
-    return not (len(digits) == 16 and digits.startswith("1"))
+    """True when the (Luhn-checked) digits of ``value`` are in a card network's issuer range with one of its lengths
+    (``is_card_brand``): one in ten of any digit run passes Luhn, e.g. runs of years such as ``1996 1997 1998 1999``
+    or order and tracking numbers; outside the networks' ranges they are not cards."""
+    return is_card_brand(re.sub(r"\D", "", value))
 
 
 def is_phone_number(value: str) -> bool:
@@ -306,7 +327,43 @@ def is_phone_number(value: str) -> bool:
     return False
 
 
-def _accept(entity: str, value: str, score: float, cfg: PIIConfig) -> bool:
+def is_isbn(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is an ISBN: labelled so just before, or hyphenated as one with a valid check
+    digit (phonenumbers reads ``0-7619-9852-7`` as a phone number in several regions)."""
+    if ISBN_LABEL.search(text, max(0, start - 12), start):
+        return True
+    value = text[start:end]
+    if not ISBN_SHAPE.fullmatch(value):
+        return False
+    digits = value.replace("-", "")
+    if len(digits) == 10:
+        total = sum((10 - i) * (10 if c in "Xx" else int(c)) for i, c in enumerate(digits))
+        return total % 11 == 0
+    return len(digits) == 13 and sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(digits)) % 10 == 0
+
+
+def is_phone_in_context(text: str, start: int, end: int) -> bool:
+    """False for a phone-shaped span that its surroundings say is something else: an ISBN (``is_isbn``), a version
+    (``v``, ``release`` just before), a price (a currency next to it), a fragment of a longer run (a digit and a
+    space, or a word character and a dash, on either side: a tracking number's tail, a UUID's groups), or a bare
+    run of digits (no '+', separator or trunk '0') with no phone word within PHONE_CONTEXT_CHARS (an order number,
+    which phonenumbers finds valid in some region as often as a real number)."""
+    value = text[start:end]
+    before, after = text[max(0, start - 12) : start], text[end : end + 6]
+    if is_isbn(text, start, end) or VERSION_LABEL.search(before):
+        return False
+    if CURRENCY_BEFORE.search(before) or CURRENCY_AFTER.match(after):
+        return False
+    if re.search(r"(?:\d |\w-)$", before) or re.match(r"(?: \d|-\w)", after):
+        return False
+    if value.isdecimal() and not value.startswith("0"):
+        around = text[max(0, start - PHONE_CONTEXT_CHARS) : end + PHONE_CONTEXT_CHARS]
+        return bool(PHONE_CONTEXT.search(around))
+    return True
+
+
+def _accept(entity: str, text: str, start: int, end: int, score: float, cfg: PIIConfig) -> bool:
+    value = text[start:end]
     if score < cfg.min_score:
         return False
     if entity == "IP_ADDRESS":
@@ -314,7 +371,7 @@ def _accept(entity: str, value: str, score: float, cfg: PIIConfig) -> bool:
     if entity == "CREDIT_CARD":
         return is_card_number(value)
     if entity == "PHONE_NUMBER":
-        return is_phone_number(value)
+        return is_phone_number(value) and is_phone_in_context(text, start, end)
     return True
 
 
@@ -376,6 +433,13 @@ def _phone_windows(text: str) -> list[tuple[int, int, list[tuple[int, int]]]]:
     return windows
 
 
+def _call(detector: Detector, text: str, language: str | None) -> list[Any]:
+    """The detector's presidio results on ``text``; the phone recognizer also takes the text's language."""
+    if language is not None and detector.entity == "PHONE_NUMBER":
+        return detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None, language=language)
+    return detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None)
+
+
 class PIIScrubber:
     """Finds and replaces PII for one configuration; ``find_batch`` is the batch entry ``run_pii`` uses."""
 
@@ -386,24 +450,29 @@ class PIIScrubber:
         self.ner = _ner_engine(cfg.spacy_model, self.ner_entities) if self.ner_entities else None
         self._cache: dict[str, dict[str, tuple[tuple[int, int, float], ...]]] = {d.entity: {} for d in self.detectors}
 
-    def _analyze(self, detector: Detector, window: str) -> tuple[tuple[int, int, float], ...]:
+    def _analyze(
+        self, detector: Detector, window: str, language: str | None = None
+    ) -> tuple[tuple[int, int, float], ...]:
         cache = self._cache[detector.entity]
-        found = cache.get(window)
+        key = window if language is None else f"{language}\x00{window}"
+        found = cache.get(key)
         if found is None:
-            results = detector.recognizer.analyze(window, entities=[detector.entity], nlp_artifacts=None)
+            results = _call(detector, window, language)
             found = tuple((r.start, r.end, float(r.score)) for r in results)
             if len(cache) >= WINDOW_CACHE_SIZE:
                 cache.clear()
-            cache[window] = found
+            cache[key] = found
         return found
 
-    def _raw(self, detector: Detector, text: str, prefilter: bool) -> Iterable[tuple[int, int, float]]:
+    def _raw(
+        self, detector: Detector, text: str, prefilter: bool, language: str | None = None
+    ) -> Iterable[tuple[int, int, float]]:
         if not prefilter:  # presidio's recognizer on the whole text, no cache
-            for r in detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None):
+            for r in _call(detector, text, language):
                 yield r.start, r.end, float(r.score)
         elif detector.window == "text":  # whole documents are not cached: they rarely repeat, and are large
             if detector.candidate.search(text):
-                for r in detector.recognizer.analyze(text, entities=[detector.entity], nlp_artifacts=None):
+                for r in _call(detector, text, language):
                     yield r.start, r.end, float(r.score)
         elif detector.window == "token":
             for a, b in _token_windows(text, detector.candidate):
@@ -411,21 +480,26 @@ class PIIScrubber:
                     yield a + start, a + end, score
         else:  # phone
             for a, b, runs in _phone_windows(text):
-                for start, end, score in self._analyze(detector, text[a:b]):
+                for start, end, score in self._analyze(detector, text[a:b], language):
                     if any(s <= a + start < e for s, e in runs):
                         yield a + start, a + end, score
 
     def find_batch(
         self, texts: Sequence[str | None], *, prefilter: bool = True, languages: Sequence[str | None] | None = None
     ) -> list[list[Span]]:
-        """PII spans of each text (None and '' have none), policy applied and overlaps resolved, sorted by start."""
+        """PII spans of each text (None and '' have none), policy applied and overlaps resolved, sorted by start.
+
+        ``languages`` (one per text, e.g. the ``language`` column of the language filter) adds the regions where
+        each text's language is spoken to the phone regions phonenumbers reads its national numbers in.
+        """
         found: list[list[Span]] = [[] for _ in texts]
+        langs = list(languages) if languages is not None else [None] * len(texts)
         for detector in self.detectors:
             for i, text in enumerate(texts):
                 if not text:
                     continue
-                for start, end, score in self._raw(detector, text, prefilter):
-                    if _accept(detector.entity, text[start:end], score, self.cfg):
+                for start, end, score in self._raw(detector, text, prefilter, langs[i]):
+                    if _accept(detector.entity, text, start, end, score, self.cfg):
                         found[i].append(Span(start, end, detector.entity, score))
         if self.ner is not None:
             self._find_ner(texts, found)
@@ -439,7 +513,7 @@ class PIIScrubber:
         artifacts = engine.process_batch([texts[i] for i in todo], "en", batch_size=self.cfg.ner_batch_size)
         for i, (text, nlp_artifacts) in zip(todo, artifacts, strict=True):
             for r in recognizer.analyze(text, entities=list(self.ner_entities), nlp_artifacts=nlp_artifacts):
-                if _accept(r.entity_type, text[r.start : r.end], r.score, self.cfg):
+                if _accept(r.entity_type, text, r.start, r.end, r.score, self.cfg):
                     found[i].append(Span(r.start, r.end, r.entity_type, float(r.score)))
 
     def scrub(self, text: str, spans: list[Span]) -> str:
@@ -457,12 +531,13 @@ def scrubber(cfg: PIIConfig) -> PIIScrubber:
     return _scrubber(cfg.model_dump_json())
 
 
-def find_pii(text: str, cfg: PIIConfig, *, prefilter: bool = True) -> list[Span]:
+def find_pii(text: str, cfg: PIIConfig, *, prefilter: bool = True, language: str | None = None) -> list[Span]:
     """All PII spans of ``text`` under ``cfg`` (min_score, policy, overlaps resolved), sorted by start.
 
-    ``prefilter=False`` runs every recognizer on the whole text (the result is the same, only slower).
+    ``prefilter=False`` runs every recognizer on the whole text (the result is the same, only slower); ``language``
+    is the text's language (phone numbers are also read in the regions where it is spoken).
     """
-    return scrubber(cfg).find_batch([text], prefilter=prefilter)[0]
+    return scrubber(cfg).find_batch([text], prefilter=prefilter, languages=[language])[0]
 
 
 def scrub(text: str, spans: list[Span], cfg: PIIConfig | None = None) -> str:
@@ -493,10 +568,12 @@ class PIIBatches:
 
     def __call__(self, batch: pa.RecordBatch) -> BatchResult:
         texts = batch.column("text").to_pylist()
+        # the language filter's label, where the shard has one: phone numbers are read in that language's regions
+        languages = batch.column("language").to_pylist() if "language" in batch.schema.names else None
         out_text: list[str | None] = []
         out_spans: list[list[dict[str, Any]]] = []
         out_counts: list[list[dict[str, Any]]] = []
-        for text, spans in zip(texts, self.finder.find_batch(texts), strict=True):
+        for text, spans in zip(texts, self.finder.find_batch(texts, languages=languages), strict=True):
             counts = Counter(s.entity for s in spans)
             self.totals.update(counts)
             self.docs_with_pii += bool(spans)
