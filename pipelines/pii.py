@@ -58,7 +58,7 @@ import pyarrow as pa
 import tldextract
 
 from pipelines.config import PIIConfig
-from pipelines.documents import BatchResult, run_documents
+from pipelines.documents import BatchResult, DocumentReader, run_documents
 from pipelines.errors import ConfigError
 from pipelines.pii_recognizers import (
     CARD_CANDIDATE,
@@ -591,6 +591,7 @@ class PIIBatches:
 
 def run_pii(inputs: list[str], output: str, cfg: PIIConfig, *, limit: int | None = None) -> StageStats:
     """Find and replace PII in the input shard(s); write ``output`` with pii_spans and pii_counts. Drops nothing."""
+    DocumentReader(list(inputs))  # a bad input (not Parquet, no text column) fails before the ~20 s analyzer build
     batches = PIIBatches(cfg)
     return run_documents(
         list(inputs),

@@ -557,3 +557,23 @@ def test_fresh_heldout_split_meets_the_acceptance_figures():
         assert score.recall(entity) >= 0.95, (entity, score)
     assert score.recall("PHONE_NUMBER") >= 0.85, score
     assert score.precision >= 0.95, score
+
+
+def test_a_bad_input_fails_before_the_analyzer_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard without ``text`` is refused naming the file, before presidio's ~20 s analyzer build."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import pii
+    from pipelines.shards import ShardSchemaError
+
+    bad = tmp_path / "no-text.parquet"
+    pq.write_table(pa.table({"id": ["a"], "body": ["mail me at a@b.example"]}), bad)
+
+    def never(cfg: object) -> None:
+        raise AssertionError("the analyzer was built for an input that cannot be read")
+
+    monkeypatch.setattr(pii, "scrubber", never)
+    with pytest.raises(ShardSchemaError, match=f"^{bad}: missing required column 'text'"):
+        pii.run_pii([str(bad)], str(tmp_path / "out.parquet"), pii.PIIConfig())
+    assert not (tmp_path / "out.parquet").exists()
