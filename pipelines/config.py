@@ -6,6 +6,8 @@ Flows take these models as parameters, so the Prefect UI renders each as a docum
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -13,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.crawl import COLLINFO_URL, COMMON_CRAWL_HTTPS, LATEST, validate_crawl_id
+
+logger = logging.getLogger(__name__)
 
 
 class _Config(BaseModel):
@@ -304,7 +308,9 @@ class DedupConfig(_Config):
     )
     ngram: int = Field(5, ge=1, le=32, description="Word n-gram size of the shingles.")
     num_bands: int = Field(18, ge=1, description="LSH bands (the preset's: fineweb 14, verified 18).")
-    rows_per_band: int = Field(6, ge=1, description="Rows (hash values) per band (the preset's: fineweb 8, verified 6).")
+    rows_per_band: int = Field(
+        6, ge=1, description="Rows (hash values) per band (the preset's: fineweb 8, verified 6)."
+    )
     seed: int = Field(1, description="Permutation seed (same seed = same signatures as datasketch.MinHash).")
     jaccard_check: bool = Field(
         True,
@@ -627,7 +633,33 @@ class PipelineConfig(_Config):
                 dedup = dedup.model_copy(update={"index_dir": index_dir})
         elif isinstance(dedup, dict) and dedup.get("index_dir") is None:
             dedup = {**dedup, "index_dir": index_dir}
+        if isinstance(dedup, dict):
+            dedup = _adopt_index_preset(dedup)
         return {**data, "dedup": dedup}
+
+
+# The DedupConfig fields an index is built with (pipelines/dedup.band_index): a run must use the index's values.
+INDEX_PARAMS = ("ngram", "num_bands", "rows_per_band", "seed")
+
+
+def _adopt_index_preset(dedup: dict[str, Any]) -> dict[str, Any]:
+    """A data root whose dedup index was built with another preset's parameters (e.g. ``fineweb``'s, the default
+    before ``verified``) keeps using them while the config names no MinHash parameter of its own: the scheduled
+    refresh of an existing data root goes on instead of refusing the index (IndexMismatchError). Choosing a preset
+    or a parameter explicitly still refuses a mismatching index."""
+    if any(key in dedup for key in ("preset", *INDEX_PARAMS)) or not dedup.get("index_dir"):
+        return dedup
+    meta = Path(str(dedup["index_dir"])) / "index.json"
+    try:
+        params = json.loads(meta.read_text())["params"] if meta.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return dedup  # unreadable: the dedup stage names the file
+    for name, values in DedupConfig.presets().items():
+        if params == {key: values[key] for key in INDEX_PARAMS} and name != DedupConfig.model_fields["preset"].default:
+            logger.warning("%s was built with the %s preset's parameters: dedup uses them (dedup.preset=%s)",
+                           meta, name, name)  # fmt: skip
+            return {**dedup, "preset": name}
+    return dedup
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -3,9 +3,11 @@
     lmpipe task dedup --input A.parquet B.parquet --output OUT_DIR [--annotate-only]
     lmpipe task dedup --input … --output OUT_DIR --set scope=global --set index_dir=data/_dedup_index
 
-FineWeb's recipe: word 5-gram shingles of normalised text, 112 hash functions as 14 bands x 8 rows. Two documents
-are candidates when all 8 values of any band agree (optionally confirmed by exact shingle Jaccard); candidates are
-joined into clusters (connected components) and one survivor per cluster is kept. The rule: the earliest
+Word 5-gram shingles of normalised text, MinHash signatures, LSH bands (DedupConfig.preset). Two documents are
+candidates when all values of any band agree; the default preset (``verified``: 18 bands x 6 rows) makes nearly every
+pair of Jaccard >= 0.8 a candidate, and its exact shingle-Jaccard check (>= 0.7) rejects the extra candidates of its
+flatter low end; ``fineweb`` is FineWeb's recipe (14 x 8 = 112 hash functions, every candidate kept). Checked
+candidates are joined into clusters (connected components) and one survivor per cluster is kept. The rule: the earliest
 ``fetch_time`` (a missing time counts as latest), then the smallest ``id`` — deterministic, whatever the order of
 the inputs.
 
