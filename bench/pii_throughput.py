@@ -76,7 +76,12 @@ def analyzer_engine(cfg: PIIConfig) -> Callable[[list[str]], list[set[tuple[int,
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
 
-    registry = RecognizerRegistry(recognizers=[r for _, r in pii.recognizers(cfg)], supported_languages=["en"])
+    from pipelines.pii_recognizers import PhonePasses
+
+    recognizers = []
+    for _, r in pii.recognizers(cfg):  # lmpipe's phone passes are presidio PhoneRecognizers: register those
+        recognizers += [r.configured, r.international] if isinstance(r, PhonePasses) else [r]
+    registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     engine = AnalyzerEngine(
         registry=registry,
         nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}]),
@@ -92,7 +97,7 @@ def analyzer_engine(cfg: PIIConfig) -> Callable[[list[str]], list[set[tuple[int,
             spans = [
                 pii.Span(r.start, r.end, r.entity_type, r.score)
                 for r in results
-                if pii._accept(r.entity_type, text[r.start : r.end], r.score, cfg)
+                if pii._accept(r.entity_type, text, r.start, r.end, r.score, cfg)
             ]
             found.append(pii.resolve_overlaps(spans))
         return _spans(found)
