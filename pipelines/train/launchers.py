@@ -145,29 +145,43 @@ def submit_sbatch(script: Path) -> str:
 
 
 def slurm_job_state(job_id: str) -> SlurmJobState | None:
-    """The job's state from ``scontrol show job`` (or ``sacct`` once slurmctld forgot it); None if unknown."""
-    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0 and "JobState=" in proc.stdout:
+    """The job's state from ``scontrol show job`` (or ``sacct`` once slurmctld forgot it); None if unknown (or
+    Slurm did not answer)."""
+    proc = _ask(["scontrol", "show", "job", "-o", job_id])
+    if proc is not None and proc.returncode == 0 and "JobState=" in proc.stdout:
         fields = dict(re.findall(r"(\w+)=(\S*)", proc.stdout))
         return SlurmJobState(job_id, fields["JobState"], fields.get("ExitCode", "0:0"), fields.get("Reason", ""))
-    proc = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id], capture_output=True, text=True, timeout=60
-    )
-    line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+    proc = _ask(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id])
+    ok = proc is not None and proc.returncode == 0 and proc.stdout.strip()
+    line = proc.stdout.strip().splitlines()[0] if ok else ""
     if not line:
         return None
     state, _, exit_code = line.partition("|")
     return SlurmJobState(job_id, state.split()[0], exit_code or "0:0")
 
 
+def _ask(cmd: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """A Slurm client command's answer; None when it is not installed or slurmctld does not answer in 60 s."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+
+
 def follow_slurm_job(job_id: str, output: Path, poll_seconds: float, on_line: Callable[[str], None]) -> SlurmJobState:
-    """Wait for the job's end, passing each new line of its output file to ``on_line``; its final state."""
-    offset = 0
+    """Wait for the job's end, passing each new line of its output file to ``on_line``; its final state. A job
+    Slurm does not know for ``unknown_polls`` polls in a row (never submitted here, or slurmctld down that long)
+    raises; a shorter gap (slurmctld restarting) is waited out."""
+    offset, unknown = 0, 0
     while True:
         state = slurm_job_state(job_id)
         offset = _tail(output, offset, on_line)
-        if state is None:
+        unknown = unknown + 1 if state is None else 0
+        if state is None and unknown >= max(3, int(60 / poll_seconds)):
             raise ConfigError(f"slurm job {job_id}: unknown to scontrol and sacct (was it submitted to this cluster?)")
+        if state is None:
+            time.sleep(poll_seconds)
+            continue
         if state.done:
             time.sleep(min(poll_seconds, 1.0))  # the last lines reach the shared filesystem after the state
             _tail(output, offset, on_line)
