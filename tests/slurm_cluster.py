@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.conftest import _free_port
 
 SCRIPT = Path(__file__).resolve().parents[1] / "infra" / "slurm-local.sh"
 SBIN = ("/usr/sbin", "/sbin")  # slurmctld, slurmd and munged live there (Debian's slurm-wlm, munge)
@@ -28,12 +29,6 @@ def search_path() -> str:
     """PATH with the sbin directories added (a non-login shell may lack them)."""
     parts = os.environ.get("PATH", os.defpath).split(os.pathsep)
     return os.pathsep.join(parts + [d for d in SBIN if d not in parts])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _logs(state_dir: Path) -> str:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 from pipelines.train import run_train
 from pipelines.train.data import TokenWindowDataset, find_shards, trajectory_batches
 from pipelines.train.generation import load_model
+from tests.conftest import _free_port
 from tests.pipelines.test_train import expected_digest, metrics_rows, small_config, tokens_dir  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow
@@ -91,12 +91,6 @@ def test_ddp_on_two_cpu_processes(
     val = val_losses(run_dir)
     assert [s for s, _ in val] == [5, 10]
     assert val[1][1] < val[0][1] - 0.3, val  # falling
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_nodes_through_torchrun_equal_one_node_of_two_processes(
