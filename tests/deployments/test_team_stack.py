@@ -210,14 +210,15 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
     assert (tmp_path / "data" / "report.md").exists()
 
     # the train deployment goes to lmpipe-gpu's own worker: it trains again on the tokens the run above wrote
-    (tokens,) = {p.parent for p in (tmp_path / "data").glob("*/*/tokenizer.json")}
+    (tokens,) = {p.parent for p in (tmp_path / "data").glob("*/*/meta.json")}  # the tokenize output
     with client_of(stack):
         params = {"data_dir": str(tokens), "run_dir": str(tmp_path / "retrain"),
                   "cfg": {"max_steps": 2, "val_every": 1, "warmup_steps": 1, "val_batches": 1}}  # fmt: skip
         train = wait_for_final(run_deployment("train/train", parameters=params, timeout=0).id, timeout=300)
     gpu_log = (stack.dir / "logs" / "worker-gpu.log").read_text()[-3000:]
     assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log}"
-    assert str(train.id) in gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
+    assert f"'{train.name}'" in gpu_log, gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
+    assert train.work_queue_name == "training"
     assert json.loads((tmp_path / "retrain" / "summary.json").read_text())["steps"] == 2
     # the server really used PostgreSQL: the run and its final state are rows there
     assert stack.psql(f"SELECT state_type FROM flow_run WHERE id = '{run.id}'") == "COMPLETED"
@@ -233,16 +234,6 @@ def test_lmpipe_run_and_serve_work_with_the_auth_string(stack: Stack, tmp_path: 
     assert "Starting temporary server" not in proc.stdout + proc.stderr  # it used the stack's server, not its own
     assert (tmp_path / "data" / "report.md").exists()
 
-    # the train deployment goes to lmpipe-gpu's own worker: it trains again on the tokens the run above wrote
-    (tokens,) = {p.parent for p in (tmp_path / "data").glob("*/*/tokenizer.json")}
-    with client_of(stack):
-        params = {"data_dir": str(tokens), "run_dir": str(tmp_path / "retrain"),
-                  "cfg": {"max_steps": 2, "val_every": 1, "warmup_steps": 1, "val_batches": 1}}  # fmt: skip
-        train = wait_for_final(run_deployment("train/train", parameters=params, timeout=0).id, timeout=300)
-    gpu_log = (stack.dir / "logs" / "worker-gpu.log").read_text()[-3000:]
-    assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log}"
-    assert str(train.id) in gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
-    assert json.loads((tmp_path / "retrain" / "summary.json").read_text())["steps"] == 2
     completed = stack.psql("SELECT count(*) FROM flow_run f JOIN flow ON f.flow_id = flow.id "
                            "WHERE flow.name = 'end-to-end' AND f.state_type = 'COMPLETED'")  # fmt: skip
     assert int(completed) >= 2  # the deployment's run (test above) and this one
