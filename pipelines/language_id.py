@@ -12,6 +12,12 @@ n-grams, 142 languages, model shipped in its wheel). The two probability distrib
 the label with the highest mean wins; its mean probability is ``language_score``, the value the 0.65 threshold
 applies to. Two models that make different mistakes rarely agree on a wrong label with high confidence.
 
+The second opinion only vetoes a label fastText would keep (``second_opinion_combine="veto"``, the default): that
+label stands, scored with the higher of fastText's probability and the mean, unless langid.py gives it less than
+``second_opinion_veto_below`` (0.3). Plain averaging dropped short English texts (quotes, titles) whenever langid.py
+was merely less sure than fastText: on the held-back half of the fresh set English recall is 0.957 averaged, 0.965
+with the veto (lid.176 alone 0.931), precision 0.980 and 0.977 (lid.176 alone 0.956); bench/langid_fresh_set.py.
+
 A configured ``model_path`` (lid.176.bin, GlotLID) replaces the bundled fastText model; labels are read as
 ``__label__xx`` (GlotLID's ``__label__eng_Latn`` becomes ``eng_Latn``).
 """
@@ -93,6 +99,12 @@ class LanguageIdentifier:
         self.keep = set(cfg.languages)
         self.keep_all = "all" in self.keep
         self.second = load_second_opinion() if cfg.second_opinion == "langid" else None
+        # fastText label -> index in langid.py's probability vector
+        self._second_index = (
+            {_LANGID_ALIASES.get(label, label): i for i, label in enumerate(self.second.nb_classes)}
+            if self.second
+            else {}
+        )
 
     def identify(self, text: str) -> tuple[str, float, bool]:
         dist = fasttext_distribution(text, self.model)
@@ -115,6 +127,12 @@ class LanguageIdentifier:
             label = self.second.nb_classes[i]
             votes[_LANGID_ALIASES.get(label, label)] += w * float(probs[i])
         best = max(votes, key=votes.__getitem__)
+        if self.cfg.second_opinion_combine == "veto" and self._would_keep(top):
+            # the second opinion only objects: fastText's kept label stands, with its own probability or the mean
+            # if higher, unless langid.py gives that label less than second_opinion_veto_below
+            mine = self._second_index.get(top)
+            if mine is not None and probs[mine] >= self.cfg.second_opinion_veto_below:
+                return top, min(1.0, max(dist[top], votes[top])), True
         return best, min(1.0, votes[best]), True
 
     def _would_keep(self, label: str) -> bool:

@@ -307,6 +307,33 @@ def test_second_opinion_keeps_unknown_languages_out_of_english(data):
     assert kept_as_english(voted, ["en"]) >= kept_as_english(alone, ["en"]) - 3
 
 
+def test_second_opinion_vetoes_but_does_not_drag_a_kept_label_down(data):
+    """veto (the default): langid.py merely less sure of English than fastText leaves fastText's label and score;
+    langid.py clearly objecting still takes the label away, as plain averaging did."""
+    from pipelines.language_id import LanguageIdentifier, fasttext_distribution
+
+    def line(lang: str, start: str) -> str:
+        (text,) = [s for s in sentences(lang, 300) if s.startswith(start)]
+        return text
+
+    english, indonesian = line("en", "Awarded for general proficiency"), line("id", "Tak lama salam saling")
+    veto, average = (
+        LanguageIdentifier(LanguageConfig()),
+        LanguageIdentifier(LanguageConfig(second_opinion_combine="average")),
+    )
+    threshold = LanguageConfig().threshold
+    for text in (english, indonesian):  # both look English to fastText alone, above the threshold
+        dist = fasttext_distribution(text, veto.model)
+        assert max(dist, key=dist.__getitem__) == "en" and dist["en"] >= threshold, (text, dist)
+    label, score, asked = veto.identify(english)
+    assert asked and label == "en" and score == pytest.approx(fasttext_distribution(english, veto.model)["en"])
+    label_avg, score_avg, _ = average.identify(english)
+    assert label_avg == "en" and score_avg < threshold <= score  # averaging dropped this English sentence
+    for ident in (veto, average):
+        label, score, _ = ident.identify(indonesian)
+        assert not (label == "en" and score >= threshold), (label, score)
+
+
 def test_other_languages_routed_to_side_outputs(data, tmp_path):
     src = tmp_path / "langs.parquet"
     texts = {lang: "\n".join(sentences(lang, 20)) for lang in ("en", "de", "fr", "ja")}
