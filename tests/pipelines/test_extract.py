@@ -203,6 +203,22 @@ def test_fineweb_strategy_and_fast_first_agree_on_articles(shared_data: Path, tm
     assert texts["fineweb"] == texts["fast_first"]  # full articles: the comparison stage changes nothing here
 
 
+# An AEB page where fast mode returns 338 characters of the wrong block (F1 0 against the gold) while the page's <p>
+# elements hold ~2000: the full cascade's readability comparison finds the article (F1 0.98).
+AEB_FAST_MISSES = "d90bda7ed14df19574f4ca8b1ccde5752a78f40058af1393e81cc99adb3e8756"
+
+
+def test_fast_first_re_extracts_in_full_when_fast_mode_misses_most_of_the_paragraph_text(shared_data: Path) -> None:
+    from pipelines.extract import TrafilaturaExtractor
+
+    html, _ = decode_html(_aeb_page(shared_data, AEB_FAST_MISSES)[1], None)
+    _, fast, how_old = TrafilaturaExtractor(ExtractConfig(full_retry_p_share=0))(html)
+    _, text, how = TrafilaturaExtractor(ExtractConfig())(html)
+    _, full, _ = TrafilaturaExtractor(ExtractConfig(strategy="fineweb"))(html)
+    assert how_old == "fast" and len(fast) >= ExtractConfig().full_retry_chars  # the length test alone accepts it
+    assert how == "full" and text == full and len(text) > 4 * len(fast)
+
+
 _PINNED_EXTRACT = """
 import json, os, sys, time
 os.sched_setaffinity(0, {0})
