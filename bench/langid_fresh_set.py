@@ -38,7 +38,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from bench.markdown import replace_section
+from bench.markdown import publish
 from pipelines.config import LanguageConfig
 from pipelines.language_id import LanguageIdentifier
 
@@ -241,10 +241,7 @@ def main() -> None:
             print(lines[-1], flush=True)
         lines += ["", *details, ""]
     lines.append(END)
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        replace_section(args.write, report, BEGIN, END)
+    publish("\n".join(lines), args.write, BEGIN, END)
 
 
 if __name__ == "__main__":

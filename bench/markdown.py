@@ -15,3 +15,10 @@ def replace_section(path: Path, text: str, begin: str, end: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
+
+
+def publish(report: str, write: Path | None, begin: str, end: str) -> None:
+    """Print a generated report and, when ``write`` names a results file, replace its section there."""
+    print(report)
+    if write:
+        replace_section(write, report, begin, end)

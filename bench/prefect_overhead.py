@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from bench.markdown import replace_section
+from bench.markdown import publish
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("sequential", "map", "map+cache")
@@ -269,10 +269,7 @@ def main() -> None:
         if mode == "rows":
             lines.append(f"- rows the {backend} server holds afterwards: {r}")
     lines += ["", END]
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        replace_section(args.write, report, BEGIN, END)
+    publish("\n".join(lines), args.write, BEGIN, END)
 
 
 if __name__ == "__main__":
