@@ -190,8 +190,11 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
         assert refresh.parameters == {"config": {"crawl": {"crawl_id": "latest"}}}
         assert all(d.pull_steps == spec["pull"] for d in deployments.values())
 
-        # a bad form value (runner, launcher, …) is refused by the API before a run exists: enforce_parameter_schema
-        for bad in ({"train": {"launcher": "mpirun"}}, {"runner": {"kind": "spark"}}):
+        # a bad form value (runner, launcher, a crawl id that leaves the data root, a number out of range) is refused
+        # by the API before a run exists: enforce_parameter_schema
+        bad_values = [{"train": {"launcher": "mpirun"}}, {"runner": {"kind": "spark"}},
+                      {"extract": {"crawl_id": "../../x"}}, {"tokenize": {"vocab_size": 100}}]  # fmt: skip
+        for bad in bad_values:
             with pytest.raises(PrefectHTTPStatusError, match="409") as refused:
                 run_deployment("end-to-end/end-to-end", parameters={"config": bad}, timeout=0)
             assert "Validation failed" in refused.value.response.text, refused.value.response.text
@@ -215,9 +218,10 @@ def test_prefect_yaml_deploys_and_the_worker_runs_end_to_end_on_postgres(stack: 
         params = {"data_dir": str(tokens), "run_dir": str(tmp_path / "retrain"),
                   "cfg": {"max_steps": 2, "val_every": 1, "warmup_steps": 1, "val_batches": 1}}  # fmt: skip
         train = wait_for_final(run_deployment("train/train", parameters=params, timeout=0).id, timeout=300)
-    gpu_log = (stack.dir / "logs" / "worker-gpu.log").read_text()[-3000:]
-    assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log}"
-    assert f"'{train.name}'" in gpu_log, gpu_log  # picked up by the lmpipe-gpu worker, not the CPU one
+    gpu_log, cpu_log = ((stack.dir / "logs" / f"worker-{kind}.log").read_text() for kind in ("gpu", "cpu"))
+    assert train.state_name == "Completed", f"{train.state_name}: {train.state.message}\n{gpu_log[-3000:]}"
+    # picked up by the lmpipe-gpu worker, not the CPU one (the whole log: the training's output follows the name)
+    assert f"'{train.name}'" in gpu_log and f"'{train.name}'" not in cpu_log, gpu_log[-3000:]
     assert train.work_queue_name == "training"
     assert json.loads((tmp_path / "retrain" / "summary.json").read_text())["steps"] == 2
     # the server really used PostgreSQL: the run and its final state are rows there

@@ -118,38 +118,44 @@ def test_diverging_run_stops_with_clear_error_and_keeps_last_good_checkpoint(
 
 
 class PoisonWeight(Callback):
-    """Sets one weight to NaN after optimizer step ``at``, as an optimizer step on an inf gradient would (Lightning
-    runs ModelCheckpoint after the other callbacks, so this comes before that step's checkpoint)."""
+    """Sets one weight to ``value`` (NaN or inf) after optimizer step ``at``, as an optimizer step on an inf gradient
+    would (Lightning runs ModelCheckpoint after the other callbacks, so this comes before that step's checkpoint)."""
 
-    def __init__(self, at: int) -> None:
-        self.at = at
+    def __init__(self, at: int, value: float = math.nan) -> None:
+        self.at, self.value = at, value
 
     def on_train_batch_end(self, trainer, pl_module, *args: object) -> None:
         if trainer.global_step == self.at:
             with torch.no_grad():
-                next(pl_module.model.parameters()).view(-1)[0] = math.nan
+                next(pl_module.model.parameters()).view(-1)[0] = self.value
 
 
 @pytest.mark.parametrize(
-    ("poisoned_at", "error"),
-    [(4, "a weight is nan at step 4"), (3, "train_loss is nan at step 4")],
-    ids=["at-a-checkpoint-step", "between-checkpoints"],
+    ("poisoned_at", "value", "error"),
+    [
+        (4, math.nan, "a weight is nan at step 4"),
+        (3, math.nan, "train_loss is nan at step 4"),
+        (4, math.inf, "a weight is inf at step 4"),
+        (3, math.inf, "train_loss is (nan|inf) at step 4"),  # an inf weight makes the next loss inf or NaN
+    ],
+    ids=["nan-at-a-checkpoint-step", "nan-between-checkpoints", "inf-at-a-checkpoint-step", "inf-between-checkpoints"],
 )
-def test_nan_weights_never_reach_a_checkpoint(
+def test_nonfinite_weights_never_reach_a_checkpoint(
     tokens_dir: Path,  # noqa: F811
     tmp_path: Path,
     poisoned_at: int,
+    value: float,
     error: str,
 ) -> None:
-    """NaN weights right before a checkpoint: the save refuses them; in between: the next step's loss is NaN. Either
-    way the error names the step and last.ckpt stays the good checkpoint of step 2."""
+    """NaN or inf weights right before a checkpoint: the save refuses them; in between: the next step's loss is not
+    finite. Either way the error names the step and last.ckpt stays the good checkpoint of step 2."""
     cfg = small_config(max_steps=6, val_every=2, warmup_steps=2)
     gpt_config = build_gpt_config(cfg, load_tokenizer(tokens_dir / "tokenizer.json").get_vocab_size())
     data = TokenDataModule(tokens_dir, gpt_config.block_size, cfg.batch_size, gpt_config.vocab_size, cfg.seed)
     checkpoint = ModelCheckpoint(
         dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=cfg.val_every
     )  # as pipelines.train.run.train sets it up
-    trainer = build_trainer(cfg, tmp_path, cfg.max_steps, [checkpoint, PoisonWeight(poisoned_at)])
+    trainer = build_trainer(cfg, tmp_path, cfg.max_steps, [checkpoint, PoisonWeight(poisoned_at, value)])
     with pytest.raises(NonFiniteLossError, match=f"^{error}: training diverged") as err:
         trainer.fit(GPTModule(gpt_config, cfg), datamodule=data)
     assert err.value.step == 4
