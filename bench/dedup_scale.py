@@ -1,4 +1,4 @@
-"""Dedup at scale: peak memory and time of the cluster stage (and of the whole stage) at 10^4 .. 10^6 documents.
+"""Dedup at scale: peak memory and time of the cluster stage (10^4 .. 10^7 documents) and of each dedup phase.
 
     nice -n 5 .venv/bin/python -m bench.dedup_scale --sizes 10000 100000 1000000 --write bench/RESULTS.md
 
@@ -10,9 +10,10 @@ Each measurement runs in a fresh child process; peak RSS is the child's ru_maxrs
   cores from 200,000 documents), connected components, survivors (earliest fetch time, then smallest id). Planted:
   20 % of the documents are near copies (10 % of their 112 values changed) of 20,000 heads drawn Zipf-like, so
   there are clusters of 2 to thousands; the check counts documents put into the right cluster.
-- pipeline: ``run_dedup`` end to end on synthetic text shards (100,000 documents each; 60 words from a
-  5,000-word vocabulary, 10 % near copies of another, original document of the shard with one word changed): read,
-  signatures, bands, clusters, output shards.
+- pipeline: the dedup stage's phases (signatures per shard, candidate pairs per band group, clusters, apply per
+  shard: ``registry.plan_phases``, the tasks the refresh flow submits), each phase in a fresh process, on synthetic
+  text shards (100,000 documents each; 60 words from a 5,000-word vocabulary, 10 % near copies of another, original
+  document of the shard with one word changed).
 
 Benchmarks are not tests: nothing here asserts a timing or a memory figure.
 """
@@ -102,9 +103,6 @@ def pipeline_child(n: int, workdir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.config import DedupConfig
-    from pipelines.dedup import run_dedup
-
     rng = np.random.default_rng(1)
     vocab = np.array([f"w{i}" for i in range(5000)])
     shards = []
@@ -128,21 +126,49 @@ def pipeline_child(n: int, workdir: Path) -> dict:
         shards.append(str(path))
         del texts, ids
     t_gen = time.monotonic() - t0
-    base = _peak_mib()
-    t1 = time.monotonic()
-    stats = run_dedup(shards, str(workdir / "out"), DedupConfig())
-    report = json.loads((workdir / "out" / "_clusters.json").read_text())
+    phases = []
+    for k in range(len(_dedup_phases(shards, workdir))):
+        cmd = [sys.executable, "-m", "bench.dedup_scale", "--child", "phase", "--n", str(k), "--workdir", str(workdir)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        phases.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    dropped = sum(json.loads(p.read_text())["docs_in"] - json.loads(p.read_text())["docs_kept"]
+                  for p in (workdir / "out" / "_stats").glob("*.json"))  # fmt: skip
     return {
         "mode": "pipeline",
         "docs": n,
         "generate_s": round(t_gen, 1),
-        "run_dedup_s": round(time.monotonic() - t1, 1),
-        "signatures_s": round(report["seconds"]["signatures"], 1),
-        "cluster_s": round(report["seconds"]["clusters"], 1),
-        "duplicates": sum(stats.dropped.values()),
+        "phases": phases,
+        "duplicates": dropped,
         "planted_copies": planted,
+    }
+
+
+def _dedup_phases(shards: list[str], workdir: Path) -> list:
+    from pipelines import registry
+    from pipelines.config import DedupConfig
+
+    return registry.plan_phases(registry.get("dedup"), shards, str(workdir / "out"), DedupConfig())
+
+
+def phase_child(k: int, workdir: Path) -> dict:
+    """One phase of the dedup stage (its tasks one after the other) in a fresh process, on the shards and the
+    earlier phases' outputs in ``workdir``: what one cluster worker per task would see, summed."""
+    from pipelines.config import DedupConfig
+
+    shards = sorted(str(p) for p in workdir.glob("in-*.parquet"))
+    phase, calls = _dedup_phases(shards, workdir)[k]
+    cfg, task_s = DedupConfig(), []
+    for call in calls:
+        t0 = time.monotonic()
+        phase.run(call.inputs, call.output, cfg)
+        task_s.append(time.monotonic() - t0)
+    return {
+        "phase": phase.name,
+        "shape": phase.shape,
+        "tasks": len(calls),
+        "seconds": round(sum(task_s), 2),
+        "slowest_task_s": round(max(task_s), 2),
         "peak_rss_mib": round(_peak_mib(), 1),
-        "peak_rss_before_run_mib": round(base, 1),
     }
 
 
@@ -151,13 +177,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--pipeline-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--write", type=Path, help="append/replace the section in this RESULTS.md")
-    parser.add_argument("--child", choices=["cluster", "pipeline"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["cluster", "pipeline", "phase"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        fn = cluster_child if args.child == "cluster" else pipeline_child
+        fn = {"cluster": cluster_child, "pipeline": pipeline_child, "phase": phase_child}[args.child]
         print(json.dumps(fn(args.n, args.workdir)))
         return
 
@@ -194,16 +220,25 @@ def main() -> None:
             )
     lines += [
         "",
-        "Whole stage, `run_dedup` on synthetic text shards (60 words per document, 10 % near copies):",
+        "Whole stage, phase by phase as the refresh flow runs its tasks (each phase in a fresh process, its tasks "
+        "one after the other), on synthetic text shards of 100,000 documents (60 words per document, 10 % near "
+        "copies):",
         "",
-        "| documents | peak RSS MiB | run_dedup s | of which signatures s | of which clusters s | dropped | planted |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| documents | phase | shape | tasks | seconds (all tasks) | slowest task s | peak RSS MiB |",
+        "|---:|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["mode"] == "pipeline":
+            for ph in r["phases"]:
+                lines.append(
+                    f"| {r['docs']:,} | {ph['phase']} | {ph['shape']} | {ph['tasks']} | {ph['seconds']} | "
+                    f"{ph['slowest_task_s']} | {ph['peak_rss_mib']:,.0f} |"
+                )
+    lines.append("")
+    for r in rows:
+        if r["mode"] == "pipeline":
             lines.append(
-                f"| {r['docs']:,} | {r['peak_rss_mib']:,.0f} | {r['run_dedup_s']} | {r['signatures_s']} | "
-                f"{r['cluster_s']} | {r['duplicates']:,} | {r['planted_copies']:,} |"
+                f"- {r['docs']:,} documents: {r['duplicates']:,} dropped, {r['planted_copies']:,} planted copies"
             )
     report = "\n".join(lines)
     print(report)
