@@ -71,6 +71,12 @@ def jaccard(a: set[bytes], b: set[bytes]) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
+def sorted_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets given as sorted arrays of distinct values."""
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    return inter / max(1, a.size + b.size - inter)
+
+
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's affine64 permutation parameters ``(a, b)`` for ``num_perm`` and ``seed``."""

@@ -217,6 +217,27 @@ def test_jaccard_check_drops_candidate_pairs_below_the_threshold(articles: list[
     assert found == loose.extra["candidate_pairs"] and found >= sum(s >= 0.8 for s in sims)
 
 
+def test_the_check_keeps_exactly_the_pairs_the_shingle_sets_keep(articles: list[str], tmp_path: Path) -> None:
+    """verified_edges compares hashed shingles (sorted int64 arrays, for memory): on real articles and their edited
+    copies, across two shards and at thresholds on both sides of the pairs' similarities, it keeps exactly the pairs
+    whose exact Jaccard of the shingle sets reaches the threshold."""
+    from pipelines.dedup import verified_edges
+
+    rng = random.Random(7)
+    base = articles[:40]
+    copies = [_edit_at_rate(t, rng, rate) for t, rate in zip(base, np.linspace(0.002, 0.3, 40), strict=True)]
+    texts = base + copies
+    paths = [_shard(tmp_path / "a.parquet", [f"o{i}" for i in range(40)], base),
+             _shard(tmp_path / "b.parquet", [f"e{i}" for i in range(40)], copies)]  # fmt: skip
+    offsets = np.array([0, 40, 80])
+    edges = np.array([(i, 40 + i) for i in range(40)] + [(i, 40 + (i + 1) % 40) for i in range(40)], dtype=np.int64)
+    exact = np.array([jaccard(shingles(texts[a], 5), shingles(texts[b], 5)) for a, b in edges])
+    assert exact.min() < 0.3 and exact[:40].max() > 0.9  # unrelated pairs and near copies both in the set
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        kept = verified_edges(edges, paths, offsets, DedupConfig(jaccard_threshold=threshold))
+        assert kept.tolist() == edges[exact >= threshold].tolist(), threshold
+
+
 def test_planted_clusters_of_the_sample_are_found(tmp_path: Path) -> None:
     from pipelines.extract import run_extract
     from pipelines.sample import generate_sample, load_truth
