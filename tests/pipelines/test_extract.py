@@ -244,15 +244,15 @@ def _pinned_extract(warc: Path, out: Path, timeout: float) -> dict:
 
 @pytest.mark.timeout(400)
 def test_timeout_counts_cpu_time_so_a_busy_machine_extracts_the_same_pages(shared_data: Path, tmp_path: Path) -> None:
-    """Three CPU hogs share the extraction's core: the slow page takes several times its CPU time in wall time,
+    """Five CPU hogs share the extraction's core: the slow page takes several times its CPU time in wall time,
     past the limit, and is still extracted, because the limit is the worker's CPU time (the refresh CLI test that
     once failed under load lost a page that way)."""
     warc = tmp_path / "slow.warc.gz"
     first, second = (_aeb_page(shared_data, pid) for pid in AEB_OK)
-    _write_warc(warc, [first, ("https://slow.example/", _spinning_page(3000)), second])
+    _write_warc(warc, [first, ("https://slow.example/", _spinning_page(5000)), second])  # ~1.5 s of CPU, quiet
     limit = 4.0
     quiet = _pinned_extract(warc, tmp_path / "quiet.parquet", limit)
-    hogs = [subprocess.Popen([sys.executable, "-c", _HOG]) for _ in range(3)]
+    hogs = [subprocess.Popen([sys.executable, "-c", _HOG]) for _ in range(5)]  # the page gets ~1/6 of the core
     try:
         busy = _pinned_extract(warc, tmp_path / "busy.parquet", limit)
     finally:
