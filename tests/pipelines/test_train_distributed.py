@@ -100,27 +100,33 @@ def test_two_nodes_through_torchrun_equal_one_node_of_two_processes(
 ) -> None:
     """torchrun --nnodes 2 --node-rank 0|1 … lmpipe task train --direct, as two nodes of a cluster would run it: both
     exit 0, the losses are the one-node run's, and summary.json records 2 nodes and a world of 2."""
-    run_dir, port = tmp_path / "run", _free_port()
+    run_dir = tmp_path / "run"
     cfg = ddp_config()
     sets = [f"{k}={json.dumps(v)}" for k, v in cfg.model_dump(mode="json", exclude_defaults=True).items()]
     sets += ["num_nodes=2", "devices=1"]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200"}
-    nodes = []
-    for rank in (0, 1):
-        cmd = [
-            str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
-            "--master-addr", "127.0.0.1", "--master-port", str(port), str(BIN / "lmpipe"), "task", "train",
-            "--direct", "--data", str(tokens_dir), "--output", str(run_dir), "--preset", "tiny",
-            "--max-steps", str(STEPS), *[a for s in sets for a in ("--set", s)],
-        ]  # fmt: skip
-        out = (tmp_path / f"node{rank}.log").open("w")
-        nodes.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True), out))
-    for proc, out in nodes:
+    for _attempt in range(3):  # the free port can be taken by another process before torchrun binds it: a new port
+        port = _free_port()
+        nodes = []
+        for rank in (0, 1):
+            cmd = [
+                str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
+                "--master-addr", "127.0.0.1", "--master-port", str(port), str(BIN / "lmpipe"), "task", "train",
+                "--direct", "--data", str(tokens_dir), "--output", str(run_dir), "--preset", "tiny",
+                "--max-steps", str(STEPS), *[a for s in sets for a in ("--set", s)],
+            ]  # fmt: skip
+            out = (tmp_path / f"node{rank}.log").open("w")
+            nodes.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True), out))
         try:
-            proc.wait(timeout=600)
+            if nodes[0][0].wait(timeout=600) == 0:  # node 0 hosts the rendezvous: if it fails, node 1 would wait
+                nodes[1][0].wait(timeout=600)
         finally:
-            proc.kill()
-            out.close()
+            for proc, out in nodes:
+                proc.kill()
+                proc.wait()
+                out.close()
+        if "EADDRINUSE" not in (tmp_path / "node0.log").read_text():
+            break
     logs = [(tmp_path / f"node{rank}.log").read_text() for rank in (0, 1)]
     assert [proc.returncode for proc, _ in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
 
